@@ -1,0 +1,228 @@
+#include "wire.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace nsbroker {
+namespace {
+
+// Takes ownership of every descriptor in every SCM_RIGHTS message before anything is
+// checked, so that each error path below closes them all [libbase cmsg.cpp].
+bool CollectFds(msghdr& msg, std::vector<UniqueFd>& fds) {
+  bool foreign = false;
+  for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+    if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
+      std::size_t n = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      const unsigned char* data = CMSG_DATA(cmsg);
+      for (std::size_t i = 0; i < n; ++i) {
+        int fd;
+        std::memcpy(&fd, data + i * sizeof(int), sizeof(int));
+        fds.emplace_back(fd);
+      }
+    } else {
+      foreign = true;
+    }
+  }
+  return !foreign;
+}
+
+}  // namespace
+
+Result<std::pair<UniqueFd, UniqueFd>> SeqpacketPair() {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return SysError(ErrorCode::kResourceExhausted, "socketpair(AF_UNIX, SOCK_SEQPACKET)");
+  }
+  return std::pair<UniqueFd, UniqueFd>(UniqueFd(sv[0]), UniqueFd(sv[1]));
+}
+
+Result<void> SendDatagram(BorrowedFd sock, std::string_view bytes, std::span<const int> fds) {
+  if (bytes.size() > kMaxMessageSize) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     "message of " + std::to_string(bytes.size()) + " bytes exceeds 64 KiB");
+  }
+  if (fds.size() > kMaxFdsPerMessage) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     std::to_string(fds.size()) + " descriptors exceed SCM_MAX_FD (253)");
+  }
+  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control;
+  if (!fds.empty()) {
+    control.assign(CMSG_SPACE(fds.size() * sizeof(int)), 0);
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), fds.data(), fds.size() * sizeof(int));
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(sock.get(), &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return SysError("sendmsg");
+  if (static_cast<std::size_t>(n) != bytes.size()) {
+    return MakeError(ErrorCode::kInternal, "sendmsg: short datagram");
+  }
+  return {};
+}
+
+Result<Datagram> ReceiveDatagram(BorrowedFd sock, std::size_t max_fds, std::size_t max_bytes) {
+  Datagram out;
+  out.bytes.resize(max_bytes);
+  iovec iov{out.bytes.data(), out.bytes.size()};
+  // Room for at least one descriptor so that an unexpected one shows as "too many" rather
+  // than only as MSG_CTRUNC; the kernel closes what does not fit.
+  std::vector<char> control(CMSG_SPACE(std::max<std::size_t>(max_fds, 1) * sizeof(int)));
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  ssize_t n;
+  do {
+    n = recvmsg(sock.get(), &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return SysError("recvmsg");
+  bool only_rights = CollectFds(msg, out.fds);
+  if (n == 0 && out.fds.empty() && msg.msg_controllen == 0) {
+    return MakeError(ErrorCode::kUnavailable, "connection closed by peer");
+  }
+  if (msg.msg_flags & MSG_TRUNC) {
+    return MakeError(ErrorCode::kInvalidRequest,
+                     "message exceeds " + std::to_string(max_bytes) + " bytes");
+  }
+  if (msg.msg_flags & MSG_CTRUNC) {
+    return MakeError(ErrorCode::kInvalidRequest,
+                     "message carries more than " + std::to_string(max_fds) +
+                         " descriptors (control data truncated)");
+  }
+  if (!only_rights) {
+    return MakeError(ErrorCode::kInvalidRequest, "unexpected control message");
+  }
+  if (out.fds.size() > max_fds) {
+    return MakeError(ErrorCode::kInvalidRequest,
+                     "message carries " + std::to_string(out.fds.size()) +
+                         " descriptors, at most " + std::to_string(max_fds) + " expected");
+  }
+  out.bytes.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+Result<void> SendMessage(BorrowedFd sock, const google::protobuf::MessageLite& message,
+                         std::span<const int> fds) {
+  std::size_t size = message.ByteSizeLong();
+  if (size > kMaxMessageSize) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     "message of " + std::to_string(size) + " bytes exceeds 64 KiB");
+  }
+  std::string bytes;
+  if (!message.SerializeToString(&bytes)) {
+    return MakeError(ErrorCode::kInternal, "cannot serialize " + message.GetTypeName());
+  }
+  return SendDatagram(sock, bytes, fds);
+}
+
+Result<v1::Request> DecodeRequest(std::string_view bytes) {
+  v1::Request request;
+  if (bytes.size() > kMaxMessageSize) {
+    return MakeError(ErrorCode::kInvalidRequest, "request exceeds 64 KiB");
+  }
+  if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return MakeError(ErrorCode::kInvalidRequest, "malformed request");
+  }
+  if (request.protocol_version() != kProtocolVersion) {
+    return MakeError(ErrorCode::kUnsupportedVersion,
+                     "protocol version " + std::to_string(request.protocol_version()) +
+                         " is not supported (this broker speaks 1)");
+  }
+  if (request.body_case() == v1::Request::BODY_NOT_SET) {
+    return MakeError(ErrorCode::kInvalidRequest, "request has no body");
+  }
+  return request;
+}
+
+Result<v1::Response> DecodeResponse(std::string_view bytes, std::size_t fd_count) {
+  v1::Response response;
+  if (bytes.size() > kMaxMessageSize) {
+    return MakeError(ErrorCode::kInvalidRequest, "response exceeds 64 KiB");
+  }
+  if (!response.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return MakeError(ErrorCode::kInvalidRequest, "malformed response");
+  }
+  if (response.protocol_version() != kProtocolVersion) {
+    return MakeError(ErrorCode::kUnsupportedVersion,
+                     "broker speaks protocol version " +
+                         std::to_string(response.protocol_version()) + ", not 1");
+  }
+  std::vector<bool> used(fd_count, false);
+  std::size_t referenced = 0;
+  if (response.has_grant()) {
+    for (const auto& entry : response.grant().entries()) {
+      if (!KindFromWire(entry.kind())) {
+        return MakeError(ErrorCode::kInvalidRequest,
+                         "grant entry of unknown kind " + std::to_string(entry.kind()));
+      }
+      if (!entry.has_fd_index()) continue;
+      std::uint32_t index = entry.fd_index();
+      if (index >= fd_count) {
+        return MakeError(ErrorCode::kInvalidRequest,
+                         "grant entry refers to descriptor " + std::to_string(index) + " of " +
+                             std::to_string(fd_count));
+      }
+      if (used[index]) {
+        return MakeError(ErrorCode::kInvalidRequest,
+                         "grant entries share descriptor " + std::to_string(index));
+      }
+      used[index] = true;
+      ++referenced;
+    }
+  }
+  if (referenced != fd_count) {
+    return MakeError(ErrorCode::kInvalidRequest,
+                     "response carries " + std::to_string(fd_count - referenced) +
+                         " descriptors no entry refers to");
+  }
+  return response;
+}
+
+v1::Error::Code ErrorCodeToWire(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kNotFound: return v1::Error::NOT_FOUND;
+    case ErrorCode::kPermissionDenied: return v1::Error::PERMISSION_DENIED;
+    case ErrorCode::kInvalidRequest: return v1::Error::INVALID_REQUEST;
+    case ErrorCode::kUnavailable: return v1::Error::UNAVAILABLE;
+    case ErrorCode::kResourceExhausted: return v1::Error::RESOURCE_EXHAUSTED;
+    case ErrorCode::kUnsupportedVersion: return v1::Error::UNSUPPORTED_VERSION;
+    case ErrorCode::kInternal: return v1::Error::INTERNAL;
+  }
+  return v1::Error::INTERNAL;
+}
+
+ErrorCode ErrorCodeFromWire(v1::Error::Code code) {
+  switch (code) {
+    case v1::Error::NOT_FOUND: return ErrorCode::kNotFound;
+    case v1::Error::PERMISSION_DENIED: return ErrorCode::kPermissionDenied;
+    case v1::Error::INVALID_REQUEST: return ErrorCode::kInvalidRequest;
+    case v1::Error::UNAVAILABLE: return ErrorCode::kUnavailable;
+    case v1::Error::RESOURCE_EXHAUSTED: return ErrorCode::kResourceExhausted;
+    case v1::Error::UNSUPPORTED_VERSION: return ErrorCode::kUnsupportedVersion;
+    default: return ErrorCode::kInternal;
+  }
+}
+
+v1::Response ErrorResponse(const Error& error) {
+  v1::Response response;
+  response.set_protocol_version(kProtocolVersion);
+  response.mutable_error()->set_code(ErrorCodeToWire(error.code));
+  response.mutable_error()->set_message(error.message);
+  return response;
+}
+
+}  // namespace nsbroker

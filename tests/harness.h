@@ -1,0 +1,137 @@
+// Test harness for integration tests: real child processes in real namespaces, the real
+// binaries run as any uid, temporary directories. Everything it starts it also reaps.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <csignal>
+#include <memory>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nsbroker/error.h"
+#include "nsbroker/unique_fd.h"
+
+namespace nsbroker::testing {
+
+// Paths of the built binaries.
+std::string BrokerBinary();  // build/broker/nsbrokerd
+std::string NsjoinBinary();  // build/joiner/nsjoin
+std::string JailmeBinary();  // build/joiner/jailme
+
+// Fails the current test (and returns false) unless running as root: the suites create
+// namespaces and switch uids. CI runs as root, so this never skips.
+bool RequireRoot();
+
+// A child process that is killed (SIGKILL) and reaped when this object dies.
+class ChildProcess {
+ public:
+  ChildProcess() = default;
+  explicit ChildProcess(pid_t pid) : pid_(pid) {}
+  ChildProcess(ChildProcess&& other) noexcept;
+  ChildProcess& operator=(ChildProcess&& other) noexcept;
+  ~ChildProcess();
+
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+  // Sends `sig` and waits; returns the exit code, or 128+N for a signal.
+  int Stop(int sig = SIGTERM);
+  // Waits for exit (at most `timeout`, then SIGKILL): exit code or 128+N.
+  int Wait(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// A process in fresh uts/ipc/net/mnt/pid/cgroup namespaces (pid 1 of its pid namespace)
+// with `hostname`, sleeping until killed. With `user_owner_uid`, it also gets a new user
+// namespace owned by that uid (a rootless target), mapping root inside to that uid.
+struct TargetOptions {
+  std::string hostname = "nsb-target";
+  std::optional<uid_t> user_owner_uid;
+};
+class Target {
+ public:
+  static Result<Target> Start(const TargetOptions& options = {});
+  pid_t pid() const { return pid_; }
+  // "/proc/PID/ns/KIND"
+  std::string NsPath(const std::string& kind) const;
+  // SIGKILLs the target and reaps it (through the keeper process that is its parent).
+  void Kill();
+
+ private:
+  ChildProcess keeper_;  // the target's parent: it wrote the id maps and reaps the target
+  pid_t pid_ = -1;
+};
+
+// Inode of a namespace file, e.g. NsInode("/proc/42/ns/net").
+ino_t NsInode(const std::string& path);
+
+// A directory under /tmp, world-searchable (uid 65534 must reach sockets in it), removed
+// with its contents when this object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string Join(const std::string& name) const { return path_ + "/" + name; }
+  void Write(const std::string& name, const std::string& contents) const;
+
+ private:
+  std::string path_;
+};
+
+// Runs a command to completion and captures its output.
+struct RunOptions {
+  std::optional<uid_t> uid;  // switch to this uid (and gid, with no supplementary groups)
+  std::optional<gid_t> gid;
+  std::vector<gid_t> groups;  // supplementary groups after the switch
+  // Replaces the environment when set; inherits otherwise.
+  std::optional<std::map<std::string, std::string>> env;
+  std::string stdin_data;
+  bool close_stdio = false;  // start the command with fds 0, 1 and 2 closed
+  std::chrono::milliseconds timeout = std::chrono::seconds(30);
+};
+struct RunResult {
+  int status = -1;  // exit code, or 128+N if killed by signal N
+  std::string out;
+  std::string err;
+};
+RunResult RunCommand(const std::vector<std::string>& argv, const RunOptions& options = {});
+
+// The real nsbrokerd, started with a config file; stopped with SIGTERM when destroyed.
+// Its stderr (log and audit lines) goes to a file that log() reads.
+class Broker {
+ public:
+  // `config` is text-format BrokerConfig; "socket" is set by this class when absent.
+  static Result<Broker> Start(const std::string& config,
+                              const std::vector<std::string>& extra_args = {});
+  Broker(Broker&&) = default;
+  Broker& operator=(Broker&&) = default;
+  ~Broker();
+
+  const std::string& socket() const { return socket_; }
+  pid_t pid() const { return process_.pid(); }
+  std::string log() const;
+  std::string config_path() const;
+  ChildProcess& process() { return process_; }
+  // Waits (at most 5 s) until the log contains `text`.
+  bool WaitForLog(const std::string& text) const;
+
+ private:
+  Broker() = default;
+  std::unique_ptr<TempDir> dir_;
+  std::string socket_;
+  ChildProcess process_;
+};
+
+// Waits (at most `timeout`) until a UNIX socket at `path` accepts connections.
+bool WaitForSocket(const std::string& path,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+}  // namespace nsbroker::testing

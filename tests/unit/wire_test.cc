@@ -1,0 +1,244 @@
+#include "wire.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+
+namespace nsbroker {
+namespace {
+
+using testing::CountOpenFds;
+
+std::vector<UniqueFd> OpenDevNull(std::size_t n) {
+  std::vector<UniqueFd> fds;
+  for (std::size_t i = 0; i < n; ++i) fds.emplace_back(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  return fds;
+}
+
+std::vector<int> Raw(const std::vector<UniqueFd>& fds) {
+  std::vector<int> raw;
+  for (const auto& fd : fds) raw.push_back(fd.get());
+  return raw;
+}
+
+class WireRoundTrip : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(WireRoundTrip, DeliversBytesAndDescriptors) {
+  std::size_t before = CountOpenFds();
+  {
+    auto pair = SeqpacketPair();
+    ASSERT_OK(pair);
+    auto fds = OpenDevNull(GetParam());
+    ASSERT_OK(SendDatagram(pair->first, "hello", Raw(fds)));
+    auto got = ReceiveDatagram(pair->second, kMaxFdsPerMessage);
+    ASSERT_OK(got);
+    EXPECT_EQ(got->bytes, "hello");
+    ASSERT_EQ(got->fds.size(), GetParam());
+    struct stat null_st, st;
+    ASSERT_EQ(stat("/dev/null", &null_st), 0);
+    for (const auto& fd : got->fds) {
+      ASSERT_EQ(fstat(fd.get(), &st), 0);
+      EXPECT_EQ(st.st_rdev, null_st.st_rdev);
+      EXPECT_EQ(fcntl(fd.get(), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC) << "MSG_CMSG_CLOEXEC";
+    }
+  }
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+INSTANTIATE_TEST_SUITE_P(Counts, WireRoundTrip, ::testing::Values(0u, 1u, 8u, 253u));
+
+TEST(Wire, TooSmallControlBufferIsAnErrorAndLeaksNothing) {
+  std::size_t before = CountOpenFds();
+  {
+    auto pair = SeqpacketPair();
+    ASSERT_OK(pair);
+    {
+      auto fds = OpenDevNull(8);
+      ASSERT_OK(SendDatagram(pair->first, "x", Raw(fds)));
+    }
+    auto got = ReceiveDatagram(pair->second, 2);
+    ASSERT_FALSE(got);
+    EXPECT_EQ(got.error().code, ErrorCode::kInvalidRequest);
+    EXPECT_NE(got.error().message.find("descriptors"), std::string::npos) << got.error().message;
+  }
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+TEST(Wire, MoreDescriptorsThanAllowedIsAnError) {
+  std::size_t before = CountOpenFds();
+  {
+    auto pair = SeqpacketPair();
+    ASSERT_OK(pair);
+    {
+      auto fds = OpenDevNull(1);
+      ASSERT_OK(SendDatagram(pair->first, "x", Raw(fds)));
+    }
+    auto got = ReceiveDatagram(pair->second, 0);
+    ASSERT_FALSE(got);
+    EXPECT_EQ(got.error().code, ErrorCode::kInvalidRequest);
+  }
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+TEST(Wire, TooSmallDataBufferIsAnErrorAndLeaksNothing) {
+  std::size_t before = CountOpenFds();
+  {
+    auto pair = SeqpacketPair();
+    ASSERT_OK(pair);
+    {
+      auto fds = OpenDevNull(3);
+      ASSERT_OK(SendDatagram(pair->first, std::string(100, 'a'), Raw(fds)));
+    }
+    auto got = ReceiveDatagram(pair->second, 8, 10);
+    ASSERT_FALSE(got);
+    EXPECT_EQ(got.error().code, ErrorCode::kInvalidRequest);
+    EXPECT_NE(got.error().message.find("exceeds 10 bytes"), std::string::npos);
+  }
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+TEST(Wire, ForeignControlMessageIsAnError) {
+  auto pair = SeqpacketPair();
+  ASSERT_OK(pair);
+  int on = 1;
+  // With SO_PASSCRED the kernel attaches SCM_CREDENTIALS to every datagram.
+  ASSERT_EQ(setsockopt(pair->second.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on), 0);
+  ASSERT_OK(SendDatagram(pair->first, "x"));
+  auto got = ReceiveDatagram(pair->second, 4);
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, ErrorCode::kInvalidRequest);
+}
+
+TEST(Wire, OversizedMessageIsRefusedByTheSender) {
+  auto pair = SeqpacketPair();
+  ASSERT_OK(pair);
+  auto sent = SendDatagram(pair->first, std::string(kMaxMessageSize + 1, 'a'));
+  ASSERT_FALSE(sent);
+  EXPECT_EQ(sent.error().code, ErrorCode::kResourceExhausted);
+
+  v1::Request request;
+  request.set_protocol_version(kProtocolVersion);
+  request.mutable_join()->set_target(std::string(kMaxMessageSize, 't'));
+  auto sent_message = SendMessage(pair->first, request);
+  ASSERT_FALSE(sent_message);
+  EXPECT_EQ(sent_message.error().code, ErrorCode::kResourceExhausted);
+}
+
+TEST(Wire, OversizedMessageIsRefusedByTheReceiver) {
+  auto pair = SeqpacketPair();
+  ASSERT_OK(pair);
+  int size = 256 * 1024;
+  ASSERT_EQ(setsockopt(pair->first.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size), 0);
+  std::string big(kMaxMessageSize + 100, 'a');
+  ASSERT_EQ(send(pair->first.get(), big.data(), big.size(), 0), static_cast<ssize_t>(big.size()));
+  auto got = ReceiveDatagram(pair->second, 0);
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, ErrorCode::kInvalidRequest);
+}
+
+TEST(Wire, ClosedPeerIsReported) {
+  auto pair = SeqpacketPair();
+  ASSERT_OK(pair);
+  pair->first.reset();
+  auto got = ReceiveDatagram(pair->second, 0);
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(got.error().message, "connection closed by peer");
+}
+
+TEST(Wire, SendToClosedPeerFailsWithoutSigpipe) {
+  auto pair = SeqpacketPair();
+  ASSERT_OK(pair);
+  pair->second.reset();
+  auto sent = SendDatagram(pair->first, "x");
+  ASSERT_FALSE(sent);
+  EXPECT_EQ(sent.error().sys_errno, EPIPE);
+}
+
+TEST(Wire, GarbageDecodesToInvalidRequest) {
+  auto request = DecodeRequest("\xff\xff\xff\xff garbage");
+  ASSERT_FALSE(request);
+  EXPECT_EQ(request.error().code, ErrorCode::kInvalidRequest);
+  auto response = DecodeResponse("\x0a\xff\xff", 0);
+  ASSERT_FALSE(response);
+  EXPECT_EQ(response.error().code, ErrorCode::kInvalidRequest);
+}
+
+TEST(Wire, EmptyRequestHasNoBody) {
+  v1::Request request;
+  request.set_protocol_version(kProtocolVersion);
+  auto decoded = DecodeRequest(request.SerializeAsString());
+  ASSERT_FALSE(decoded);
+  EXPECT_EQ(decoded.error().code, ErrorCode::kInvalidRequest);
+}
+
+TEST(Wire, OtherProtocolVersionIsUnsupported) {
+  v1::Request request;
+  request.set_protocol_version(2);
+  request.mutable_list();
+  auto decoded = DecodeRequest(request.SerializeAsString());
+  ASSERT_FALSE(decoded);
+  EXPECT_EQ(decoded.error().code, ErrorCode::kUnsupportedVersion);
+}
+
+TEST(Wire, RequestRoundTrip) {
+  v1::Request request;
+  request.set_protocol_version(kProtocolVersion);
+  request.mutable_join()->set_target("web1");
+  request.mutable_join()->add_kinds(v1::NET);
+  auto decoded = DecodeRequest(request.SerializeAsString());
+  ASSERT_OK(decoded);
+  EXPECT_EQ(decoded->join().target(), "web1");
+  ASSERT_EQ(decoded->join().kinds_size(), 1);
+  EXPECT_EQ(decoded->join().kinds(0), v1::NET);
+}
+
+v1::Response GrantWithIndexes(std::initializer_list<int> indexes) {
+  v1::Response response;
+  response.set_protocol_version(kProtocolVersion);
+  for (int index : indexes) {
+    auto* entry = response.mutable_grant()->add_entries();
+    entry->set_kind(v1::NET);
+    if (index >= 0) entry->set_fd_index(static_cast<std::uint32_t>(index));
+  }
+  return response;
+}
+
+TEST(Wire, GrantIndexesAreBoundsChecked) {
+  EXPECT_OK(DecodeResponse(GrantWithIndexes({0, 1}).SerializeAsString(), 2));
+  EXPECT_OK(DecodeResponse(GrantWithIndexes({-1}).SerializeAsString(), 0));
+
+  auto out_of_range = DecodeResponse(GrantWithIndexes({0, 2}).SerializeAsString(), 2);
+  ASSERT_FALSE(out_of_range);
+  EXPECT_EQ(out_of_range.error().code, ErrorCode::kInvalidRequest);
+
+  auto shared = DecodeResponse(GrantWithIndexes({1, 1}).SerializeAsString(), 2);
+  ASSERT_FALSE(shared);
+  EXPECT_EQ(shared.error().code, ErrorCode::kInvalidRequest);
+
+  auto unreferenced = DecodeResponse(GrantWithIndexes({0}).SerializeAsString(), 2);
+  ASSERT_FALSE(unreferenced);
+  EXPECT_EQ(unreferenced.error().code, ErrorCode::kInvalidRequest);
+
+  v1::Response error = ErrorResponse(Error{ErrorCode::kNotFound, 0, "no target"});
+  auto with_fds = DecodeResponse(error.SerializeAsString(), 1);
+  ASSERT_FALSE(with_fds) << "an error response carrying a descriptor";
+}
+
+TEST(Wire, ErrorCodesRoundTrip) {
+  for (ErrorCode code :
+       {ErrorCode::kNotFound, ErrorCode::kPermissionDenied, ErrorCode::kInvalidRequest,
+        ErrorCode::kUnavailable, ErrorCode::kResourceExhausted, ErrorCode::kUnsupportedVersion,
+        ErrorCode::kInternal}) {
+    EXPECT_EQ(ErrorCodeFromWire(ErrorCodeToWire(code)), code);
+    EXPECT_EQ(v1::Error::Code_Name(ErrorCodeToWire(code)), ErrorCodeName(code));
+  }
+}
+
+}  // namespace
+}  // namespace nsbroker
