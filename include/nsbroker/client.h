@@ -1,0 +1,76 @@
+// libnsjoin's connection to a broker: connect (checking who serves the socket), ask for a
+// grant or the target list. Owns the socket and every descriptor it receives.
+//
+//   auto client = nsbroker::Client::Connect("/run/nsbroker/nsbroker.sock");
+//   if (!client) return Fail(client.error());
+//   auto grant = client->Join("web1", {nsbroker::NsKind::kNet, nsbroker::NsKind::kUts});
+//   if (!grant) return Fail(grant.error());  // e.g. PERMISSION_DENIED with the broker's reason
+//   auto entered = nsbroker::Enter(*grant);   // join.h
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nsbroker/error.h"
+#include "nsbroker/ns_kind.h"
+#include "nsbroker/unique_fd.h"
+
+namespace nsbroker {
+
+// One thing a grant lets its holder enter. `fd` is checked by the client before it is
+// handed out: NS_GET_NSTYPE matches `kind` for namespaces, a directory for ROOT/CWD.
+struct GrantEntry {
+  NsKind kind{};
+  UniqueFd fd;                // invalid only for a jail granted by jid
+  std::uint64_t inode = 0;    // nsfs inode (st_ino)
+  std::uint64_t device = 0;   // st_dev
+  std::uint64_t ns_id = 0;    // NS_GET_ID where the kernel has it, else 0
+  std::int32_t jid = 0;       // JAIL only
+  std::string jail_name;      // JAIL only
+};
+
+struct Grant {
+  std::string target;
+  std::vector<GrantEntry> entries;
+
+  // The entry of that kind, or nullptr.
+  const GrantEntry* Find(NsKind kind) const;
+};
+
+struct TargetInfo {
+  std::string name;
+  std::vector<NsKind> kinds;
+};
+
+struct ClientOptions {
+  // Uids allowed to serve the socket, checked with SO_PEERCRED at connect: a user must not
+  // be able to stand up a fake broker. Root is always trusted.
+  std::vector<uid_t> trusted_server_uids;
+};
+
+class Client {
+ public:
+  [[nodiscard]] static Result<Client> Connect(const std::string& socket_path,
+                                              const ClientOptions& options = {});
+
+  // Asks for `kinds` of `target` (empty = everything the broker lets this peer have).
+  // The broker's Error comes back with its code and message.
+  [[nodiscard]] Result<Grant> Join(std::string_view target, std::span<const NsKind> kinds = {});
+
+  [[nodiscard]] Result<std::vector<TargetInfo>> List();
+
+  // The uid SO_PEERCRED reported for the broker.
+  uid_t server_uid() const { return server_uid_; }
+
+ private:
+  Client(UniqueFd sock, uid_t server_uid) : sock_(std::move(sock)), server_uid_(server_uid) {}
+  UniqueFd sock_;
+  uid_t server_uid_ = 0;
+};
+
+}  // namespace nsbroker
