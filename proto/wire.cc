@@ -75,20 +75,23 @@ Result<void> SendDatagram(BorrowedFd sock, std::string_view bytes, std::span<con
 
 Result<Datagram> ReceiveDatagram(BorrowedFd sock, std::size_t max_fds, std::size_t max_bytes) {
   Datagram out;
-  out.bytes.resize(max_bytes);
-  iovec iov{out.bytes.data(), out.bytes.size()};
   // Room for at least one descriptor so that an unexpected one shows as "too many" rather
   // than only as MSG_CTRUNC; the kernel closes what does not fit.
   std::vector<char> control(CMSG_SPACE(std::max<std::size_t>(max_fds, 1) * sizeof(int)));
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
-  ssize_t n;
-  do {
-    n = recvmsg(sock.get(), &msg, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = -1;
+  // resize_and_overwrite: the 64 KiB buffer is neither zero-filled nor copied.
+  out.bytes.resize_and_overwrite(max_bytes, [&](char* data, std::size_t capacity) {
+    iovec iov{data, capacity};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    do {
+      n = recvmsg(sock.get(), &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? std::size_t{0} : std::min(static_cast<std::size_t>(n), capacity);
+  });
   if (n < 0) return SysError("recvmsg");
   bool only_rights = CollectFds(msg, out.fds);
   if (n == 0 && out.fds.empty() && msg.msg_controllen == 0) {
@@ -111,7 +114,6 @@ Result<Datagram> ReceiveDatagram(BorrowedFd sock, std::size_t max_fds, std::size
                      "message carries " + std::to_string(out.fds.size()) +
                          " descriptors, at most " + std::to_string(max_fds) + " expected");
   }
-  out.bytes.resize(static_cast<std::size_t>(n));
   return out;
 }
 
