@@ -12,6 +12,7 @@
 #include <bit>
 #include <charconv>
 #include <set>
+#include <unordered_map>
 
 #include "nsbroker.pb.h"
 #include "targets.h"
@@ -75,6 +76,8 @@ class Where {
   Location fallback_;
 };
 
+// Turns semantic errors into FILE:LINE:COL messages and resolves user and group names, each
+// name once per load (NSS reads /etc/passwd per call; 10,000 targets may name the same group).
 class Resolver {
  public:
   explicit Resolver(const std::string& file) : file_(file) {}
@@ -83,29 +86,43 @@ class Resolver {
     return MakeError(ErrorCode::kInvalidRequest, WhereIn(file_, at) + reason);
   }
 
+  struct User {
+    uid_t uid;
+    gid_t gid;
+  };
+  std::optional<User> LookupUser(const std::string& name) {
+    auto it = users_.find(name);
+    if (it != users_.end()) return it->second;
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    std::optional<User> user;
+    if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
+      user = User{found->pw_uid, found->pw_gid};
+    }
+    users_.emplace(name, user);
+    return user;
+  }
+
+  std::optional<gid_t> LookupGroup(const std::string& name) {
+    auto it = groups_.find(name);
+    if (it != groups_.end()) return it->second;
+    group gr{};
+    group* found = nullptr;
+    std::vector<char> buf(65536);
+    std::optional<gid_t> gid;
+    if (getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
+      gid = found->gr_gid;
+    }
+    groups_.emplace(name, gid);
+    return gid;
+  }
+
  private:
   const std::string& file_;
+  std::unordered_map<std::string, std::optional<User>> users_;
+  std::unordered_map<std::string, std::optional<gid_t>> groups_;
 };
-
-std::optional<passwd> LookupUser(const std::string& name, std::vector<char>& buf) {
-  passwd pw{};
-  passwd* found = nullptr;
-  buf.assign(16384, 0);
-  if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
-    return std::nullopt;
-  }
-  return pw;
-}
-
-std::optional<gid_t> LookupGroup(const std::string& name) {
-  group gr{};
-  group* found = nullptr;
-  std::vector<char> buf(65536);
-  if (getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
-    return std::nullopt;
-  }
-  return found->gr_gid;
-}
 
 bool ValidTargetName(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
@@ -128,14 +145,13 @@ Result<KindSet> KindsOf(const google::protobuf::RepeatedField<int>& kinds, const
   return set;
 }
 
-Result<RunAs> ResolveRunAs(const std::string& name, Location at, const Resolver& r) {
-  std::vector<char> buf;
-  auto pw = LookupUser(name, buf);
+Result<RunAs> ResolveRunAs(const std::string& name, Location at, Resolver& r) {
+  auto pw = r.LookupUser(name);
   if (!pw) return r.Fail(at, "run_as: unknown user '" + name + "'");
-  RunAs out{.name = name, .uid = pw->pw_uid, .gid = pw->pw_gid};
+  RunAs out{.name = name, .uid = pw->uid, .gid = pw->gid};
   int n = 64;
   std::vector<gid_t> groups(static_cast<std::size_t>(n));
-  while (getgrouplist(name.c_str(), pw->pw_gid, groups.data(), &n) < 0) {
+  while (getgrouplist(name.c_str(), pw->gid, groups.data(), &n) < 0) {
     groups.resize(static_cast<std::size_t>(n) * 2);
     n = static_cast<int>(groups.size());
   }
@@ -144,7 +160,7 @@ Result<RunAs> ResolveRunAs(const std::string& name, Location at, const Resolver&
   return out;
 }
 
-Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, const Resolver& r) {
+Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, Resolver& r) {
   TargetSpec spec;
   spec.name = t.name();
   spec.location = where.block();
@@ -237,17 +253,16 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, const 
     Rule rule;
     switch (a.who_case()) {
       case v1::Allow::kUser: {
-        std::vector<char> buf;
-        auto pw = LookupUser(a.user(), buf);
+        auto pw = r.LookupUser(a.user());
         if (!pw) return r.Fail(aw.Of("user"), quoted + "unknown user '" + a.user() + "'");
-        rule = {Rule::Who::kUid, pw->pw_uid, "user " + a.user()};
+        rule = {Rule::Who::kUid, pw->uid, "user " + a.user()};
         break;
       }
       case v1::Allow::kUid:
         rule = {Rule::Who::kUid, a.uid(), "uid " + std::to_string(a.uid())};
         break;
       case v1::Allow::kGroup: {
-        auto gid = LookupGroup(a.group());
+        auto gid = r.LookupGroup(a.group());
         if (!gid) return r.Fail(aw.Of("group"), quoted + "unknown group '" + a.group() + "'");
         rule = {Rule::Who::kGid, *gid, "group " + a.group()};
         break;
@@ -337,7 +352,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
     config.socket_mode = mode;
   }
   if (!proto.socket_group().empty()) {
-    auto gid = LookupGroup(proto.socket_group());
+    auto gid = r.LookupGroup(proto.socket_group());
     if (!gid) {
       return r.Fail(where.Of("socket_group"),
                     "socket_group: unknown group '" + proto.socket_group() + "'");
