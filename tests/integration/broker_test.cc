@@ -451,6 +451,49 @@ TEST(Broker, DescriptorBearingAndGarbageRequestsAreRefused) {
   EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::IPC}))), "GRANT ipc");
 }
 
+TEST(Broker, ASlowReaderIsCutOffWhileOthersAreServed) {
+  ASSERT_TRUE(RequireRoot());
+  auto broker = Broker::Start("request_timeout_ms: 300\ntarget { name: \"self\" self: true }\n", {"-v"});
+  ASSERT_OK(broker);
+  auto slow = Connect(broker->socket());
+  ASSERT_OK(slow);
+  ASSERT_EQ(fcntl(slow->get(), F_SETFL, O_NONBLOCK), 0);
+  std::string list;
+  ListRequest().SerializeToString(&list);
+  // Requests without ever reading: our receive queue fills, the broker stops reading us, and
+  // our own sends finally block.
+  int sent = 0;
+  for (int quiet = 0; quiet < 5 && sent < 1000000;) {
+    if (send(slow->get(), list.data(), list.size(), MSG_NOSIGNAL) > 0) {
+      ++sent;
+      quiet = 0;
+      continue;
+    }
+    ASSERT_EQ(errno, EAGAIN);
+    ++quiet;  // the broker may still be catching up; once it stops reading us, it stays stopped
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::NET}))), "GRANT net");
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  ASSERT_EQ(fcntl(slow->get(), F_SETFL, 0), 0);
+  int answered = 0;
+  std::string last;
+  for (;;) {
+    auto reply = Receive(*slow);
+    if (!reply) {
+      last = reply.error().message;
+      break;
+    }
+    ++answered;
+  }
+  // Closing with our requests unread makes the kernel reset the connection (unix(7)).
+  EXPECT_EQ(last, "recvmsg: Connection reset by peer") << "answered " << answered;
+  EXPECT_TRUE(broker->WaitForLog("closed: response not read within request_timeout_ms"))
+      << broker->log();
+  EXPECT_LT(answered, sent);
+  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::UTS}))), "GRANT uts");
+}
+
 TEST(Broker, UnreadDescriptorsAreBoundedPerUid) {
   ASSERT_TRUE(RequireRoot());
   auto broker =
