@@ -1,12 +1,11 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
-
-#include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
 
 #include <algorithm>
 #include <bit>
@@ -65,8 +64,8 @@ class Where {
   // The nested message `field`[index], located at its own field name.
   Where Nested(const char* field, int index) const {
     const FieldDescriptor* f = descriptor_->FindFieldByName(field);
-    return Where(tree_ == nullptr ? nullptr : tree_->GetTreeForNested(f, index),
-                 f->message_type(), Of(field, index));
+    return Where(tree_ == nullptr ? nullptr : tree_->GetTreeForNested(f, index), f->message_type(),
+                 Of(field, index));
   }
   Location block() const { return fallback_; }
 
@@ -127,8 +126,8 @@ class Resolver {
 bool ValidTargetName(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.' || c == '@' || c == ':';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '@' || c == ':';
   });
 }
 
@@ -166,8 +165,7 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, Resolv
   spec.location = where.block();
   if (!ValidTargetName(t.name())) {
     return r.Fail(t.name().empty() ? where.block() : where.Of("name"),
-                  "target name '" + t.name() +
-                      "' must be 1-64 characters of [A-Za-z0-9._@:-]");
+                  "target name '" + t.name() + "' must be 1-64 characters of [A-Za-z0-9._@:-]");
   }
   const std::string quoted = "target '" + t.name() + "': ";
   bool has_oneof = t.source_case() != v1::Target::SOURCE_NOT_SET;
@@ -239,8 +237,8 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, Resolv
     for (int i = 0; i < t.expose_size(); ++i) {
       auto kind = static_cast<NsKind>(t.expose(i));
       if (!KindSetHas(possible, kind)) {
-        return r.Fail(where.Of("expose", i), quoted + "its source has no " +
-                                                  std::string(KindName(kind)) + " to expose");
+        return r.Fail(where.Of("expose", i),
+                      quoted + "its source has no " + std::string(KindName(kind)) + " to expose");
       }
     }
     spec.expose = *expose;
@@ -315,8 +313,7 @@ std::string KindSetString(KindSet set) {
 
 std::string WhereIn(const std::string& file, Location location) {
   if (location.line <= 0) return file + ": ";
-  return file + ":" + std::to_string(location.line) + ":" + std::to_string(location.column) +
-         ": ";
+  return file + ":" + std::to_string(location.line) + ":" + std::to_string(location.column) + ": ";
 }
 
 Result<Config> ParseConfig(std::string_view text, const std::string& file) {
