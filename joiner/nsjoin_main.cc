@@ -262,8 +262,11 @@ int RunJoin(const Args& args) {
   if (!grant) return Fail(args.target, grant.error());
   EnterOptions enter = args.enter;
   enter.kinds = args.kinds;
+  // From the first setns on, leave with _exit: exit-time handlers belong to the host side
+  // (LeakSanitizer's, for one, clones a tracer into the target's pid namespace, where it
+  // cannot see this process, and hangs). Nothing is buffered: errors go to stderr.
   auto entered = Enter(*grant, enter);
-  if (!entered) return Fail(args.target, entered.error());
+  if (!entered) _exit(Fail(args.target, entered.error()));
   // nsenter's habit: inside an entered user namespace, become its root unless told otherwise.
   std::optional<uid_t> uid = args.uid;
   std::optional<gid_t> gid = args.gid;
@@ -271,15 +274,15 @@ int RunJoin(const Args& args) {
     uid = 0;
     gid = 0;
   }
-  if (auto ids = SetIds(uid, gid, entered->user); !ids) return Fail(args.target, ids.error());
+  if (auto ids = SetIds(uid, gid, entered->user); !ids) _exit(Fail(args.target, ids.error()));
   if (entered->pid && !args.no_fork) {
     auto child = ForkIntoPidNamespace(*grant);
-    if (!child) return Fail(args.target, child.error());
+    if (!child) _exit(Fail(args.target, child.error()));
     if (*child == 0) _exit(Fail(args.target, Exec(args.command), true));
     *grant = Grant{};  // the namespaces stay alive through the child, not through us
-    return WaitForChild(args.target, *child);
+    _exit(WaitForChild(args.target, *child));
   }
-  return Fail(args.target, Exec(args.command), true);
+  _exit(Fail(args.target, Exec(args.command), true));
 }
 
 }  // namespace
