@@ -4,6 +4,7 @@
 //   nsbroker-bench --socket S --target T --clients 16 --mode connect --duration 3 --kv
 //   nsbroker-bench --socket S --hold 10000        (holds idle connections until SIGTERM)
 //   nsbroker-bench --socket S --wait-socket       (exits 0 once S accepts connections)
+//   nsbroker-bench --socket S --describe          (the kinds and descriptors of one grant)
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
@@ -45,6 +46,7 @@ struct Options {
   long expect_fds = -1;
   std::size_t hold = 0;
   bool wait_socket = false;
+  bool describe = false;
   bool kv = false;
 };
 
@@ -308,6 +310,36 @@ int RunHold(const Options& options) {
   return 0;
 }
 
+// One Join, printed as "kinds=net,uts,... fds=N": scripts/bench uses it to make the
+// ceiling send exactly what the broker sends.
+int RunDescribe(const Options& options) {
+  auto sock = ConnectUnix(options.socket, SOCK_SEQPACKET);
+  if (!sock) {
+    std::fprintf(stderr, "nsbroker-bench: %s\n", sock.error().message.c_str());
+    return 1;
+  }
+  auto fail = [&](const std::string& why) {
+    std::fprintf(stderr, "nsbroker-bench: no grant for '%s': %s\n", options.target.c_str(),
+                 why.c_str());
+    return 1;
+  };
+  auto sent = SendMessage(*sock, JoinRequest(options.target));
+  if (!sent) return fail(sent.error().message);
+  auto datagram = ReceiveDatagram(*sock, 64, 4096);
+  if (!datagram) return fail(datagram.error().message);
+  auto response = DecodeResponse(datagram->bytes, datagram->fds.size());
+  if (!response) return fail(response.error().message);
+  if (!response->has_grant()) return fail(response->error().message());
+  std::string kinds;
+  for (const auto& entry : response->grant().entries()) {
+    auto kind = KindFromWire(entry.kind());
+    if (!kinds.empty()) kinds += ',';
+    kinds += kind ? std::string(KindName(*kind)) : std::to_string(entry.kind());
+  }
+  std::printf("kinds=%s fds=%zu\n", kinds.c_str(), datagram->fds.size());
+  return 0;
+}
+
 // Polls until the socket accepts a connection: how scripts/bench times server start-up.
 int RunWaitSocket(const Options& options) {
   double wait_s = options.duration_s > 0 ? options.duration_s : 10;
@@ -329,7 +361,8 @@ int RunWaitSocket(const Options& options) {
                "         [--mode connect|persistent] [--clients N] [--duration S | --count N]\n"
                "         [--max-seconds S] [--label NAME] [--expect-fds N] [--kv]\n"
                "       nsbroker-bench --socket PATH --hold N [--duration S]\n"
-               "       nsbroker-bench --socket PATH --wait-socket [--duration S]\n");
+               "       nsbroker-bench --socket PATH --wait-socket [--duration S]\n"
+               "       nsbroker-bench --socket PATH --describe [--target NAME]\n");
   std::exit(2);
 }
 
@@ -342,7 +375,7 @@ Options ParseOptions(int argc, char** argv) {
       {"expect-fds", required_argument, nullptr, 'e'},
       {"max-seconds", required_argument, nullptr, 'M'},
       {"hold", required_argument, nullptr, 'H'},     {"wait-socket", no_argument, nullptr, 'w'},
-      {"kv", no_argument, nullptr, 'k'},             {"help", no_argument, nullptr, 'h'},
+      {"describe", no_argument, nullptr, 'D'},  {"kv", no_argument, nullptr, 'k'},             {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0}};
   Options o;
   int c;
@@ -368,6 +401,7 @@ Options ParseOptions(int argc, char** argv) {
       case 'M': o.max_seconds = std::atof(optarg); break;
       case 'H': o.hold = std::strtoull(optarg, nullptr, 10); break;
       case 'w': o.wait_socket = true; break;
+      case 'D': o.describe = true; break;
       case 'k': o.kv = true; break;
       case 'h': Usage(nullptr);
       default: Usage(nullptr);
@@ -393,6 +427,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   Options options = ParseOptions(argc, argv);
   if (options.wait_socket) return RunWaitSocket(options);
+  if (options.describe) return RunDescribe(options);
   if (options.hold > 0) return RunHold(options);
   return RunLoad(options);
 }
