@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -26,12 +27,12 @@ namespace nsbroker {
 // handed out: NS_GET_NSTYPE matches `kind` for namespaces, a directory for ROOT/CWD.
 struct GrantEntry {
   NsKind kind{};
-  UniqueFd fd;                // invalid only for a jail granted by jid
-  std::uint64_t inode = 0;    // nsfs inode (st_ino)
-  std::uint64_t device = 0;   // st_dev
-  std::uint64_t ns_id = 0;    // NS_GET_ID where the kernel has it, else 0
-  std::int32_t jid = 0;       // JAIL only
-  std::string jail_name;      // JAIL only
+  UniqueFd fd;               // invalid only for a jail granted by jid
+  std::uint64_t inode = 0;   // nsfs inode (st_ino)
+  std::uint64_t device = 0;  // st_dev
+  std::uint64_t ns_id = 0;   // NS_GET_ID where the kernel has it, else 0
+  std::int32_t jid = 0;      // JAIL only
+  std::string jail_name;     // JAIL only
 };
 
 struct Grant {
@@ -51,6 +52,8 @@ struct ClientOptions {
   // Uids allowed to serve the socket, checked with SO_PEERCRED at connect: a user must not
   // be able to stand up a fake broker. Root is always trusted.
   std::vector<uid_t> trusted_server_uids;
+  // How long to wait for the broker's answer (SO_RCVTIMEO/SO_SNDTIMEO); then kUnavailable.
+  std::chrono::milliseconds timeout{10000};
 };
 
 class Client {
@@ -59,7 +62,8 @@ class Client {
                                               const ClientOptions& options = {});
 
   // Asks for `kinds` of `target` (empty = everything the broker lets this peer have).
-  // The broker's Error comes back with its code and message.
+  // The broker's Error comes back with its code and message. Error messages name the
+  // object that failed, not the target: callers prefix "target 'NAME': ".
   [[nodiscard]] Result<Grant> Join(std::string_view target, std::span<const NsKind> kinds = {});
 
   [[nodiscard]] Result<std::vector<TargetInfo>> List();
