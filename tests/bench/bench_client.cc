@@ -95,8 +95,7 @@ Result<std::size_t> UwsgiReceive(BorrowedFd sock) {
     }
     if (n == 0) {
       return MakeError(ErrorCode::kUnavailable,
-                       "uwsgi greeting: connection closed after " + std::to_string(got) +
-                           " bytes");
+                       "uwsgi greeting: connection closed after " + std::to_string(got) + " bytes");
     }
     got += static_cast<std::size_t>(n);
   }
@@ -106,9 +105,9 @@ Result<std::size_t> UwsgiReceive(BorrowedFd sock) {
   int count;
   std::memcpy(&count, greeting + kUwsgiMagic.size(), sizeof(count));
   if (count < 0 || static_cast<std::size_t>(count) != fds.size()) {
-    return MakeError(ErrorCode::kInvalidRequest,
-                     "uwsgi greeting announces " + std::to_string(count) + " descriptors, " +
-                         std::to_string(fds.size()) + " received");
+    return MakeError(ErrorCode::kInvalidRequest, "uwsgi greeting announces " +
+                                                     std::to_string(count) + " descriptors, " +
+                                                     std::to_string(fds.size()) + " received");
   }
   return fds.size();
 }

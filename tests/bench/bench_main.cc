@@ -40,9 +40,9 @@ struct Options {
   Protocol protocol = Protocol::kNative;
   bool persistent = false;
   int clients = 1;
-  double duration_s = 0;      // 0: run until `count` grants
-  std::uint64_t count = 0;    // 0 with duration 0: 1000
-  double max_seconds = 60;    // hard bound on any run, whatever `count` says
+  double duration_s = 0;    // 0: run until `count` grants
+  std::uint64_t count = 0;  // 0 with duration 0: 1000
+  double max_seconds = 60;  // hard bound on any run, whatever `count` says
   long expect_fds = -1;
   std::size_t hold = 0;
   bool wait_socket = false;
@@ -76,8 +76,8 @@ class Arena {
   Arena(int clients, std::size_t per_client)
       : clients_(static_cast<std::size_t>(clients)), per_client_(per_client) {
     size_ = 64 + clients_ * sizeof(ClientStats) + clients_ * per_client_ * sizeof(std::uint32_t);
-    base_ = mmap(nullptr, size_, PROT_READ | PROT_WRITE,
-                 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    base_ = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
     if (base_ == MAP_FAILED) {
       std::perror("nsbroker-bench: mmap");
       std::exit(1);
@@ -93,7 +93,7 @@ class Arena {
   }
   std::uint32_t* samples(std::size_t i) {
     auto* first = reinterpret_cast<std::uint32_t*>(static_cast<char*>(base_) + 64 +
-                                                  clients_ * sizeof(ClientStats));
+                                                   clients_ * sizeof(ClientStats));
     return first + i * per_client_;
   }
   std::size_t per_client() const { return per_client_; }
@@ -229,9 +229,9 @@ int RunLoad(const Options& options) {
     samples.insert(samples.end(), arena.samples(i), arena.samples(i) + s.recorded);
   }
   std::sort(samples.begin(), samples.end());
-  double seconds =
-      total.end_ns > arena.start_ns() ? static_cast<double>(total.end_ns - arena.start_ns()) / 1e9
-                                      : 0;
+  double seconds = total.end_ns > arena.start_ns()
+                       ? static_cast<double>(total.end_ns - arena.start_ns()) / 1e9
+                       : 0;
   double rate = seconds > 0 ? static_cast<double>(total.grants) / seconds : 0;
   double fds_per_grant =
       total.grants > 0 ? static_cast<double>(total.fds) / static_cast<double>(total.grants) : 0;
@@ -367,44 +367,82 @@ int RunWaitSocket(const Options& options) {
 }
 
 Options ParseOptions(int argc, char** argv) {
-  static const option kLong[] = {
-      {"socket", required_argument, nullptr, 's'},   {"target", required_argument, nullptr, 't'},
-      {"protocol", required_argument, nullptr, 'P'}, {"mode", required_argument, nullptr, 'm'},
-      {"clients", required_argument, nullptr, 'c'},  {"duration", required_argument, nullptr, 'd'},
-      {"count", required_argument, nullptr, 'n'},    {"label", required_argument, nullptr, 'l'},
-      {"expect-fds", required_argument, nullptr, 'e'},
-      {"max-seconds", required_argument, nullptr, 'M'},
-      {"hold", required_argument, nullptr, 'H'},     {"wait-socket", no_argument, nullptr, 'w'},
-      {"describe", no_argument, nullptr, 'D'},  {"kv", no_argument, nullptr, 'k'},             {"help", no_argument, nullptr, 'h'},
-      {nullptr, 0, nullptr, 0}};
+  static const option kLong[] = {{"socket", required_argument, nullptr, 's'},
+                                 {"target", required_argument, nullptr, 't'},
+                                 {"protocol", required_argument, nullptr, 'P'},
+                                 {"mode", required_argument, nullptr, 'm'},
+                                 {"clients", required_argument, nullptr, 'c'},
+                                 {"duration", required_argument, nullptr, 'd'},
+                                 {"count", required_argument, nullptr, 'n'},
+                                 {"label", required_argument, nullptr, 'l'},
+                                 {"expect-fds", required_argument, nullptr, 'e'},
+                                 {"max-seconds", required_argument, nullptr, 'M'},
+                                 {"hold", required_argument, nullptr, 'H'},
+                                 {"wait-socket", no_argument, nullptr, 'w'},
+                                 {"describe", no_argument, nullptr, 'D'},
+                                 {"kv", no_argument, nullptr, 'k'},
+                                 {"help", no_argument, nullptr, 'h'},
+                                 {nullptr, 0, nullptr, 0}};
   Options o;
   int c;
   while ((c = getopt_long(argc, argv, "s:t:c:d:n:", kLong, nullptr)) != -1) {
     switch (c) {
-      case 's': o.socket = optarg; break;
-      case 't': o.target = optarg; break;
-      case 'l': o.label = optarg; break;
+      case 's':
+        o.socket = optarg;
+        break;
+      case 't':
+        o.target = optarg;
+        break;
+      case 'l':
+        o.label = optarg;
+        break;
       case 'P':
-        if (std::strcmp(optarg, "native") == 0) o.protocol = Protocol::kNative;
-        else if (std::strcmp(optarg, "uwsgi") == 0) o.protocol = Protocol::kUwsgi;
-        else Usage("--protocol is native or uwsgi");
+        if (std::strcmp(optarg, "native") == 0)
+          o.protocol = Protocol::kNative;
+        else if (std::strcmp(optarg, "uwsgi") == 0)
+          o.protocol = Protocol::kUwsgi;
+        else
+          Usage("--protocol is native or uwsgi");
         break;
       case 'm':
-        if (std::strcmp(optarg, "connect") == 0) o.persistent = false;
-        else if (std::strcmp(optarg, "persistent") == 0) o.persistent = true;
-        else Usage("--mode is connect or persistent");
+        if (std::strcmp(optarg, "connect") == 0)
+          o.persistent = false;
+        else if (std::strcmp(optarg, "persistent") == 0)
+          o.persistent = true;
+        else
+          Usage("--mode is connect or persistent");
         break;
-      case 'c': o.clients = std::atoi(optarg); break;
-      case 'd': o.duration_s = std::atof(optarg); break;
-      case 'n': o.count = std::strtoull(optarg, nullptr, 10); break;
-      case 'e': o.expect_fds = std::atol(optarg); break;
-      case 'M': o.max_seconds = std::atof(optarg); break;
-      case 'H': o.hold = std::strtoull(optarg, nullptr, 10); break;
-      case 'w': o.wait_socket = true; break;
-      case 'D': o.describe = true; break;
-      case 'k': o.kv = true; break;
-      case 'h': Usage(nullptr);
-      default: Usage(nullptr);
+      case 'c':
+        o.clients = std::atoi(optarg);
+        break;
+      case 'd':
+        o.duration_s = std::atof(optarg);
+        break;
+      case 'n':
+        o.count = std::strtoull(optarg, nullptr, 10);
+        break;
+      case 'e':
+        o.expect_fds = std::atol(optarg);
+        break;
+      case 'M':
+        o.max_seconds = std::atof(optarg);
+        break;
+      case 'H':
+        o.hold = std::strtoull(optarg, nullptr, 10);
+        break;
+      case 'w':
+        o.wait_socket = true;
+        break;
+      case 'D':
+        o.describe = true;
+        break;
+      case 'k':
+        o.kv = true;
+        break;
+      case 'h':
+        Usage(nullptr);
+      default:
+        Usage(nullptr);
     }
   }
   if (optind != argc) Usage("unexpected argument");

@@ -52,9 +52,8 @@ class BenchSmoke : public ::testing::Test {
   }
 
   std::map<std::string, std::string> Bench(const std::string& mode, const std::string& clients) {
-    auto r = RunCommand({BenchBinary(), "--socket", socket_, "--mode", mode, "--clients",
-                         clients, "--count", "100", "--expect-fds", "5", "--label", "ceiling",
-                         "--kv"});
+    auto r = RunCommand({BenchBinary(), "--socket", socket_, "--mode", mode, "--clients", clients,
+                         "--count", "100", "--expect-fds", "5", "--label", "ceiling", "--kv"});
     EXPECT_EQ(r.status, 0) << r.err;
     return ParseKv(r.out);
   }

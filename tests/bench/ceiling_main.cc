@@ -62,8 +62,8 @@ Reply BuildReply(pid_t pid, std::string_view kinds, const std::string& target) {
     auto kind = KindFromName(name);
     if (!kind || *kind == NsKind::kJail) Die("unknown kind '" + std::string(name) + "'");
     bool dir = *kind == NsKind::kRoot || *kind == NsKind::kCwd;
-    std::string path = "/proc/" + std::to_string(pid) + (dir ? "/" : "/ns/") +
-                       std::string(KindProcFile(*kind));
+    std::string path =
+        "/proc/" + std::to_string(pid) + (dir ? "/" : "/ns/") + std::string(KindProcFile(*kind));
     UniqueFd fd(open(path.c_str(), dir ? O_PATH | O_DIRECTORY | O_CLOEXEC : O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) Die("open " + path + ": " + std::strerror(errno));
     struct stat st;
@@ -211,11 +211,22 @@ int main(int argc, char** argv) {
   int c;
   while ((c = getopt_long(argc, argv, "", kLong, nullptr)) != -1) {
     switch (c) {
-      case 's': socket_path = optarg; break;
-      case 'p': pid = static_cast<pid_t>(std::atoi(optarg)); break;
-      case 'k': kinds = optarg; break;
-      case 't': target = optarg; break;
-      default: pid = 0; optind = argc; break;
+      case 's':
+        socket_path = optarg;
+        break;
+      case 'p':
+        pid = static_cast<pid_t>(std::atoi(optarg));
+        break;
+      case 'k':
+        kinds = optarg;
+        break;
+      case 't':
+        target = optarg;
+        break;
+      default:
+        pid = 0;
+        optind = argc;
+        break;
     }
   }
   if (socket_path.empty() || pid <= 0 || optind != argc) {
