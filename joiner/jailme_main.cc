@@ -51,8 +51,10 @@ constexpr std::size_t kMaxTargetName = 255;
 
 // Descriptors 0-2 must be open before jailme opens anything: a caller that closed them
 // would otherwise see the broker socket or a namespace descriptor land on stdout or stderr,
-// and jailme's own messages (or the command's output) be written into it. No O_CLOEXEC on
-// purpose: these become the command's standard descriptors.
+// and jailme's own messages (or the command's output) be written into it. glibc does the
+// same before main for a setuid start (csu/check_fds.c, /dev/full for stdin); this covers
+// every other start (root running jailme, another libc). No O_CLOEXEC on purpose: these
+// become the command's standard descriptors.
 void EnsureStdio() {
   for (int fd = 0; fd <= 2; ++fd) {
     if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
