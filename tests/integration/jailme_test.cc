@@ -316,7 +316,7 @@ TEST_F(JailmeTest, ListShowsTheTargetsTheUserMayJoin) {
   StartBroker();
   auto r = Jailme(kNobody, {"--list"});
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(r.out.rfind("web1\t", 0), 0u) << r.out;
+  EXPECT_EQ(r.out.rfind("web1 ", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("uts"), std::string::npos) << r.out;
 }
 
