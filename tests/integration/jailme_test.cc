@@ -303,6 +303,33 @@ TEST_F(JailmeTest, ClosedStdioNeverBecomesADescriptorJailmeOpened) {
   ExpectHarmlessStdio(std::nullopt, /*dev_full_stdin=*/false);  // root: EnsureStdio
 }
 
+// A rootless target (its namespaces owned by a user namespace that 65534 owns): jailme enters
+// everything else as root, then the user namespace as the user, after the drop, so the
+// kernel lets its owner in (mapped to root inside) and refuses anyone else.
+TEST_F(JailmeTest, RootlessTargetUserNamespaceIsEnteredAsTheUserAfterTheDrop) {
+  auto rootless = Target::Start({.hostname = "jailme-rootless", .user_owner_uid = kNobody});
+  ASSERT_OK(rootless);
+  std::string config = std::string("socket: \"") + kSocketPath + "\"\nsocket_mode: \"0666\"\n" +
+                       "target { name: \"rootless\" pid: " + std::to_string(rootless->pid()) +
+                       " allow { uid: " + std::to_string(kNobody) + " }" +
+                       " allow { gid: " + std::to_string(kWebGroup) + " } }\n";
+  auto broker = Broker::Start(config);
+  ASSERT_OK(broker);
+
+  auto owner = Jailme(kNobody, {"rootless", "/bin/sh", "-c",
+                                "hostname; id -u; readlink /proc/self/ns/user /proc/self/ns/net;"
+                                "grep NoNewPrivs /proc/self/status"});
+  ASSERT_EQ(owner.status, 0) << owner.err;
+  EXPECT_EQ(owner.out, "jailme-rootless\n0\n" + NsLink(rootless->NsPath("user")) + "\n" +
+                           NsLink(rootless->NsPath("net")) + "\nNoNewPrivs:\t1\n");
+
+  auto other = Jailme(kOther, {"rootless", "/bin/sh", "-c", "echo ran"}, {.groups = {kWebGroup}});
+  EXPECT_EQ(other.status, 125);
+  EXPECT_EQ(other.out, "");
+  EXPECT_EQ(other.err.rfind("jailme: target 'rootless': ", 0), 0u) << other.err;
+  EXPECT_NE(other.err.find("user namespace"), std::string::npos) << other.err;
+}
+
 TEST_F(JailmeTest, NotSetuidRefusesWith125) {
   std::string plain = dir_.Join("jailme-plain");
   std::filesystem::copy_file(JailmeBinary(), plain);
