@@ -34,7 +34,7 @@ namespace {
 
 constexpr char kSocketPath[] = NSB_SOCKET_PATH;
 constexpr char kPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-constexpr int kExitFailure = 125;       // jailme itself failed (coreutils env/chroot)
+constexpr int kExitFailure = 125;  // jailme itself failed (coreutils env/chroot)
 constexpr int kExitNotExecutable = 126;
 constexpr int kExitNotFound = 127;
 constexpr std::size_t kMaxTargetName = 255;
@@ -212,7 +212,8 @@ int Main(int argc, char** argv) {
   // rootless target) is entered after the drop, as the user: then the kernel's own rule
   // (CAP_SYS_ADMIN in that namespace, i.e. the user owns it) decides, and root never
   // carries its host identity into a namespace some user controls.
-  EnterOptions as_root{.kinds = {}, .chroot_to_root = grant->Find(NsKind::kRoot) != nullptr,
+  EnterOptions as_root{.kinds = {},
+                       .chroot_to_root = grant->Find(NsKind::kRoot) != nullptr,
                        .chdir_to_cwd = grant->Find(NsKind::kCwd) != nullptr};
   for (const auto& entry : grant->entries) {
     if (IsNamespaceKind(entry.kind) && entry.kind != NsKind::kUser) {

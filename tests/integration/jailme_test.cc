@@ -7,6 +7,7 @@
 // in parallel (ctest -j, other build trees) each have their own and never clash.
 #include <fcntl.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -14,8 +15,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
@@ -64,8 +63,8 @@ std::string NsLink(const std::string& path) {
   std::filesystem::path base = dir;
   while (!std::filesystem::exists(base)) base = base.parent_path();
   if (base == "/") {
-    return ::testing::AssertionFailure() << "NSB_SOCKET_PATH " << kSocketPath
-                                         << " would need a tmpfs over /";
+    return ::testing::AssertionFailure()
+           << "NSB_SOCKET_PATH " << kSocketPath << " would need a tmpfs over /";
   }
   if (mount("tmpfs", base.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0) {
     return ::testing::AssertionFailure() << "tmpfs on " << base << ": " << std::strerror(errno);
@@ -146,7 +145,8 @@ class JailmeTest : public ::testing::Test {
   void StartBroker() {
     std::string config = std::string("socket: \"") + kSocketPath + "\"\n" +
                          "socket_mode: \"0666\"\n"
-                         "target { name: \"web1\" pid: " + std::to_string(target_->pid()) +
+                         "target { name: \"web1\" pid: " +
+                         std::to_string(target_->pid()) +
                          " allow { uid: 0 } allow { uid: " + std::to_string(kNobody) + " }" +
                          " allow { gid: " + std::to_string(kWebGroup) + " } }\n";
     auto broker = Broker::Start(config);
@@ -168,7 +168,8 @@ class JailmeTest : public ::testing::Test {
   // jailme's own EnsureStdio that does, with /dev/null.
   void ExpectHarmlessStdio(std::optional<uid_t> uid, bool dev_full_stdin) {
     std::string file = Shared("fds-" + std::to_string(uid.value_or(0)));
-    RunOptions options{.uid = uid, .env = std::map<std::string, std::string>{{"PATH", "/bin"}},
+    RunOptions options{.uid = uid,
+                       .env = std::map<std::string, std::string>{{"PATH", "/bin"}},
                        .close_stdio = true};
     // fd 8 keeps the command's original stdout while fd 9 collects the report.
     auto r = RunCommand({jailme_, "web1", "/bin/sh", "-c",
@@ -199,10 +200,11 @@ class JailmeTest : public ::testing::Test {
 
 TEST_F(JailmeTest, AllowedUserRunsInsideTheTargetAsThemselvesWithoutPrivileges) {
   StartBroker();
-  auto r = Jailme(kNobody, {"web1", "/bin/sh", "-c",
-                            "hostname; id -u; id -g; id -G; pwd -P;"
-                            "for k in uts net ipc mnt pid cgroup; do readlink /proc/self/ns/$k; done;"
-                            "grep -E '^(CapPrm|CapEff|CapAmb|NoNewPrivs):' /proc/self/status"});
+  auto r =
+      Jailme(kNobody, {"web1", "/bin/sh", "-c",
+                       "hostname; id -u; id -g; id -G; pwd -P;"
+                       "for k in uts net ipc mnt pid cgroup; do readlink /proc/self/ns/$k; done;"
+                       "grep -E '^(CapPrm|CapEff|CapAmb|NoNewPrivs):' /proc/self/status"});
   ASSERT_EQ(r.status, 0) << r.err;
   auto lines = Lines(r.out);
   ASSERT_EQ(lines.size(), 15u) << r.out;
@@ -224,8 +226,9 @@ TEST_F(JailmeTest, AllowedUserRunsInsideTheTargetAsThemselvesWithoutPrivileges) 
 
 TEST_F(JailmeTest, SecondUserAllowedByGroupKeepsTheirGroups) {
   StartBroker();
-  auto r = Jailme(kOther, {"web1", "/bin/sh", "-c", "hostname; id -u; id -g; id -G; echo \"$HOME\""},
-                  {.groups = {kWebGroup}});
+  auto r =
+      Jailme(kOther, {"web1", "/bin/sh", "-c", "hostname; id -u; id -g; id -G; echo \"$HOME\""},
+             {.groups = {kWebGroup}});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, std::string(kHostname) + "\n65533\n65533\n65533 65532\n/\n");
 }
@@ -258,17 +261,17 @@ TEST_F(JailmeTest, EnvironmentHoldsOnlyTheAllowedKeys) {
     seen[line.substr(0, eq)] = line.substr(eq + 1);
   }
   std::map<std::string, std::string> expected = {
-      {"TERM", "xterm-test"}, {"LANG", "C.UTF-8"},          {"LC_TIME", "C"},
-      {"TZ", "UTC"},          {"PATH", kFixedPath},         {"HOME", "/nonexistent"},
-      {"USER", "nobody"},     {"LOGNAME", "nobody"},        {"SHELL", "/usr/sbin/nologin"}};
+      {"TERM", "xterm-test"}, {"LANG", "C.UTF-8"},   {"LC_TIME", "C"},
+      {"TZ", "UTC"},          {"PATH", kFixedPath},  {"HOME", "/nonexistent"},
+      {"USER", "nobody"},     {"LOGNAME", "nobody"}, {"SHELL", "/usr/sbin/nologin"}};
   EXPECT_EQ(seen, expected);
 }
 
 TEST_F(JailmeTest, LdPreloadDoesNotReachTheCommand) {
   StartBroker();
   auto r = Jailme(kNobody, {"web1", "/bin/sh", "-c", "echo \"[$LD_PRELOAD]\""},
-                  {.env = std::map<std::string, std::string>{
-                       {"LD_PRELOAD", Shared("missing.so")}, {"PATH", "/usr/bin:/bin"}}});
+                  {.env = std::map<std::string, std::string>{{"LD_PRELOAD", Shared("missing.so")},
+                                                             {"PATH", "/usr/bin:/bin"}}});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "[]\n");
   EXPECT_EQ(r.err.find("LD_PRELOAD"), std::string::npos) << r.err;
