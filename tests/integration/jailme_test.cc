@@ -16,6 +16,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +25,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "harness.h"
@@ -331,6 +334,47 @@ TEST_F(JailmeTest, RootlessTargetUserNamespaceIsEnteredAsTheUserAfterTheDrop) {
   EXPECT_EQ(other.out, "");
   EXPECT_EQ(other.err.rfind("jailme: target 'rootless': ", 0), 0u) << other.err;
   EXPECT_NE(other.err.find("user namespace"), std::string::npos) << other.err;
+}
+
+// Pid of the process whose command line is exactly `argv` (root may read anyone's).
+pid_t FindProcess(const std::vector<std::string>& argv) {
+  std::string wanted;
+  for (const auto& a : argv) wanted += a + '\0';
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline");
+    std::stringstream cmdline;
+    cmdline << in.rdbuf();
+    if (cmdline.str() == wanted) return std::stoi(name);
+  }
+  return -1;
+}
+
+// The parent left outside the pid namespace passes SIGTERM on to the command and ends as it
+// ends (a supervisor stopping jailme stops the command, not just the wrapper).
+TEST_F(JailmeTest, WaitingParentForwardsSigtermToTheCommand) {
+  StartBroker();
+  std::vector<std::string> argv = {jailme_, "web1", "/bin/sh", "-c",
+                                   "trap 'touch " + Shared("got-term") +
+                                       "; kill $!; exit 3' TERM; touch " + Shared("started") +
+                                       "; sleep 30 & wait"};
+  std::thread stopper([&] {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!std::filesystem::exists(Shared("started")) &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    // jailme's parent still has this command line; its child became /bin/sh.
+    pid_t parent = FindProcess(argv);
+    if (parent > 0) kill(parent, SIGTERM);
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto r = RunCommand(argv, {.uid = kNobody});
+  stopper.join();
+  EXPECT_EQ(r.status, 3) << "the command's own status after its TERM trap: " << r.err;
+  EXPECT_TRUE(std::filesystem::exists(Shared("got-term")));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
 }
 
 TEST_F(JailmeTest, NotSetuidRefusesWith125) {
