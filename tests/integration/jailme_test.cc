@@ -336,6 +336,23 @@ TEST_F(JailmeTest, RootlessTargetUserNamespaceIsEnteredAsTheUserAfterTheDrop) {
   EXPECT_NE(other.err.find("user namespace"), std::string::npos) << other.err;
 }
 
+// docs/jailme.1: leaving USER out of a rootless target's expose list lets a user who does not
+// own its user namespace enter the rest with their host ids.
+TEST_F(JailmeTest, RootlessTargetWithoutUserExposedIsEnteredWithHostIds) {
+  auto rootless = Target::Start({.hostname = "jailme-rootless", .user_owner_uid = kNobody});
+  ASSERT_OK(rootless);
+  std::string config = std::string("socket: \"") + kSocketPath + "\"\nsocket_mode: \"0666\"\n" +
+                       "target { name: \"rootless\" pid: " + std::to_string(rootless->pid()) +
+                       " expose: [CGROUP, IPC, MNT, NET, PID, UTS]" +
+                       " allow { uid: " + std::to_string(kOther) + " } }\n";
+  auto broker = Broker::Start(config);
+  ASSERT_OK(broker);
+  auto r =
+      Jailme(kOther, {"rootless", "/bin/sh", "-c", "hostname; id -u; readlink /proc/self/ns/net"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "jailme-rootless\n65533\n" + NsLink(rootless->NsPath("net")) + "\n");
+}
+
 // Pid of the process whose command line is exactly `argv` (root may read anyone's).
 pid_t FindProcess(const std::vector<std::string>& argv) {
   std::string wanted;
