@@ -120,6 +120,7 @@ void BuildEnvironment(const std::vector<std::string>& kept, const Account& accou
                "Runs CMD (default: your login shell) as yourself inside TARGET, if the broker\n"
                "at %s allows it. See jailme(1).\n",
                kSocketPath);
+  std::fflush(stdout);  // _exit does not flush stdio
   _exit(status == 0 ? 0 : kExitFailure);
 }
 
@@ -171,7 +172,7 @@ void ForwardSignal(int sig) {
   _exit(*status);
 }
 
-int Main(int argc, char** argv) {
+[[noreturn]] void Main(int argc, char** argv) {
   EnsureStdio();
   // prctl(2) PR_SET_DUMPABLE: a non-dumpable process cannot be ptraced or have its /proc
   // files opened by anyone lacking CAP_SYS_PTRACE, in particular not by processes of the
@@ -278,10 +279,12 @@ int Main(int argc, char** argv) {
   int err = errno;
   std::fprintf(stderr, "jailme: target '%s': cannot run '%s': %s\n", target.c_str(), command[0],
                std::strerror(err));
-  return err == ENOENT ? kExitNotFound : kExitNotExecutable;
+  // _exit, as on every path once inside: nothing to flush, and no exit-time hooks running
+  // in the target's namespaces.
+  _exit(err == ENOENT ? kExitNotFound : kExitNotExecutable);
 }
 
 }  // namespace
 }  // namespace nsbroker
 
-int main(int argc, char** argv) { return nsbroker::Main(argc, argv); }
+int main(int argc, char** argv) { nsbroker::Main(argc, argv); }
