@@ -160,13 +160,16 @@ void ForwardSignal(int sig) {
 
 // The parent left behind by the fork after a pid namespace: already dropped to the user, it
 // holds nothing but fds 0-2 and only reports how the command ended (128+N for signal N).
-[[noreturn]] void WaitAndExit(pid_t child) {
+// SIGTERM/SIGHUP arrive blocked (see the fork) and are unblocked once the forwarding is in
+// place, so one sent right after the fork is passed on rather than killing only this process.
+[[noreturn]] void WaitAndExit(pid_t child, const sigset_t& caller_mask) {
   g_command = child;
   // Terminal SIGINT/SIGQUIT reach the whole foreground process group: the command decides.
   std::signal(SIGINT, SIG_IGN);
   std::signal(SIGQUIT, SIG_IGN);
   std::signal(SIGTERM, ForwardSignal);
   std::signal(SIGHUP, ForwardSignal);
+  sigprocmask(SIG_SETMASK, &caller_mask, nullptr);
   auto status = WaitForExit(child);
   if (!status) Die(status.error().message);
   _exit(*status);
@@ -242,13 +245,19 @@ void ForwardSignal(int sig) {
   // setns(2) with a pid namespace only moves later children: fork, so the command is inside.
   // Both sides are already the user; the parent only waits.
   if (entered->pid) {
+    sigset_t forwarded, caller_mask;
+    sigemptyset(&forwarded);
+    sigaddset(&forwarded, SIGTERM);
+    sigaddset(&forwarded, SIGHUP);
+    sigprocmask(SIG_BLOCK, &forwarded, &caller_mask);
     auto child = ForkIntoPidNamespace(*grant);  // a dead init is reported as such
     if (!child) DieTarget(target, child.error().message);
     if (*child > 0) {
       grant = Grant{};  // close every descriptor of the target in this process
       if (close_range(3, ~0U, 0) != 0) Die("close_range failed");
-      WaitAndExit(*child);
+      WaitAndExit(*child, caller_mask);
     }
+    sigprocmask(SIG_SETMASK, &caller_mask, nullptr);  // the command gets the caller's mask
   }
   if (enter_user) {
     if (auto r = Enter(*grant, EnterOptions{.kinds = {NsKind::kUser}}); !r) {
