@@ -550,6 +550,8 @@ TEST(Broker, RunAsDropsPrivilegesAfterOpeningTargets) {
       Broker::Start(kOpenSocket + TargetConfig("web1", target->pid(), "  allow { uid: 65534 }\n") +
                     "run_as: \"nobody\"\n");
   ASSERT_OK(broker);
+  // The socket accepts as soon as it listens, before the drop; "serving" is logged after it.
+  ASSERT_TRUE(broker->WaitForLog("serving ")) << broker->log();
   std::ifstream status("/proc/" + std::to_string(broker->pid()) + "/status");
   std::string line, uids, groups;
   while (std::getline(status, line)) {
