@@ -13,6 +13,7 @@
 
 #include "nsbroker/client.h"
 #include "nsbroker/join.h"
+#include "nsbroker/uwsgi.h"
 
 namespace nsbroker {
 namespace {
@@ -24,11 +25,14 @@ constexpr int kExitNotFound = 127;    // the command does not exist
 constexpr const char kUsage[] =
     "usage: nsjoin [--socket PATH] -t TARGET [-a] [-m] [-u] [-i] [-n] [-p] [-U] [-C] [-T]\n"
     "              [-r] [-w] [-F] [-S UID] [-G GID] [--] [CMD [ARG...]]\n"
+    "       nsjoin --uwsgi PATH [-a] [-m] [-u] [-i] [-n] [-p] [-C] [-T] [-F] [-S UID] [-G GID]\n"
+    "              [--] [CMD [ARG...]]\n"
     "       nsjoin [--socket PATH] --list [--json]\n";
 
 struct Args {
   std::string socket;
   std::string target;
+  std::string uwsgi;  // --uwsgi: a uWSGI --setns-socket server instead of the broker
   bool list = false;
   bool json = false;
   bool help = false;
@@ -43,8 +47,7 @@ struct Args {
 // The one place an Error becomes nsjoin's exit status, after the coreutils env/chroot
 // convention: 127 the command was not found, 126 it could not be run, 125 anything else.
 int Fail(const std::string& target, const Error& error, bool from_exec = false) {
-  // The broker's messages may already begin with "target 'NAME': ".
-  if (target.empty() || error.message.starts_with("target '" + target + "': ")) {
+  if (target.empty()) {
     std::fprintf(stderr, "nsjoin: %s\n", error.message.c_str());
   } else {
     std::fprintf(stderr, "nsjoin: target '%s': %s\n", target.c_str(), error.message.c_str());
@@ -65,7 +68,7 @@ Result<std::uint32_t> ParseId(const char* text, const char* what) {
 }
 
 Result<Args> ParseArgs(int argc, char** argv) {
-  enum { kSocket = 256, kList, kJson };
+  enum { kSocket = 256, kList, kJson, kUwsgi };
   static const option kOptions[] = {
       {"socket", required_argument, nullptr, kSocket}, {"list", no_argument, nullptr, kList},
       {"json", no_argument, nullptr, kJson},           {"target", required_argument, nullptr, 't'},
@@ -76,7 +79,8 @@ Result<Args> ParseArgs(int argc, char** argv) {
       {"time", no_argument, nullptr, 'T'},             {"root", no_argument, nullptr, 'r'},
       {"wd", no_argument, nullptr, 'w'},               {"no-fork", no_argument, nullptr, 'F'},
       {"setuid", required_argument, nullptr, 'S'},     {"setgid", required_argument, nullptr, 'G'},
-      {"help", no_argument, nullptr, 'h'},             {nullptr, 0, nullptr, 0}};
+      {"help", no_argument, nullptr, 'h'},             {"uwsgi", required_argument, nullptr, kUwsgi},
+      {nullptr, 0, nullptr, 0}};
   Args args;
   bool all = false;
   opterr = 0;
@@ -87,6 +91,7 @@ Result<Args> ParseArgs(int argc, char** argv) {
       case kSocket: args.socket = optarg; break;
       case kList: args.list = true; break;
       case kJson: args.json = true; break;
+      case kUwsgi: args.uwsgi = optarg; break;
       case 't': args.target = optarg; break;
       case 'a': all = true; break;
       case 'm': args.kinds.push_back(NsKind::kMnt); break;
@@ -121,7 +126,15 @@ Result<Args> ParseArgs(int argc, char** argv) {
     }
   }
   for (int i = optind; i < argc; ++i) args.command.emplace_back(argv[i]);
-  if (args.list) {
+  if (!args.uwsgi.empty()) {
+    // uWSGI's greeting is namespaces only: no root or working directory to enter.
+    if (args.list || !args.target.empty() || args.enter.chroot_to_root ||
+        args.enter.chdir_to_cwd) {
+      return MakeError(ErrorCode::kInvalidRequest,
+                       std::string("--uwsgi takes no -t, --list, -r or -w\n") + kUsage);
+    }
+    args.target = args.uwsgi;  // errors after the grant name the socket as the target
+  } else if (args.list) {
     if (!args.target.empty() || !args.command.empty()) {
       return MakeError(ErrorCode::kInvalidRequest, std::string("--list takes no target\n") + kUsage);
     }
@@ -208,14 +221,21 @@ int WaitForChild(const std::string& target, pid_t child) {
   return *status;
 }
 
-int RunJoin(const Args& args) {
+// The grant from the broker, or with --uwsgi from a uWSGI setns-socket server (whose errors
+// already name its socket); entering either is the same from here on.
+Result<Grant> ObtainGrant(const Args& args) {
+  if (!args.uwsgi.empty()) return ReceiveUwsgiGrant(args.uwsgi);
   auto client = Client::Connect(args.socket, {.trusted_server_uids = {geteuid()}});
-  if (!client) return Fail(args.target, client.error());
+  if (!client) return std::unexpected(std::move(client.error()));
   std::vector<NsKind> request = args.kinds;
   if (!request.empty() && args.enter.chroot_to_root) request.push_back(NsKind::kRoot);
   if (!request.empty() && args.enter.chdir_to_cwd) request.push_back(NsKind::kCwd);
-  auto grant = client->Join(args.target, request);
-  if (!grant) return Fail(args.target, grant.error());
+  return client->Join(args.target, request);
+}
+
+int RunJoin(const Args& args) {
+  auto grant = ObtainGrant(args);
+  if (!grant) return Fail(args.uwsgi.empty() ? args.target : "", grant.error());
   EnterOptions enter = args.enter;
   enter.kinds = args.kinds;
   auto entered = Enter(*grant, enter);
