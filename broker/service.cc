@@ -198,7 +198,9 @@ int RunService(const ServiceOptions& options) {
     }
     uwsgi_fd = std::move(*fd);
     struct stat st;
-    if (lstat(c.uwsgi_socket.c_str(), &st) == 0) uwsgi_bound = {c.uwsgi_socket, st.st_dev, st.st_ino};
+    if (lstat(c.uwsgi_socket.c_str(), &st) == 0) {
+      uwsgi_bound = {c.uwsgi_socket, st.st_dev, st.st_ino};
+    }
   }
   if (run_as) {
     if (auto dropped = DropPrivileges(*run_as); !dropped) {
@@ -236,6 +238,9 @@ int RunService(const ServiceOptions& options) {
       if (!next) return LogLine("reload failed, keeping the old config: " + next.error().message);
       if (next->socket != server.catalog().config().socket) {
         LogLine("reload: the socket path changes only on restart");
+      }
+      if (next->uwsgi_socket != server.catalog().config().uwsgi_socket) {
+        LogLine("reload: uwsgi_socket changes only on restart");
       }
       std::unique_ptr<AuditLog> next_audit;
       if (next->audit_log != server.catalog().config().audit_log) {
