@@ -149,6 +149,50 @@ int RunService(const ServiceOptions& options) {
   signal(SIGPIPE, SIG_IGN);
   if (auto raised = RaiseFdLimit(); !raised) LogLine(raised.error().message);
 
+  // Signals are routed into the loop before the socket exists: once a client can connect,
+  // SIGTERM must already mean a clean stop.
+  auto loop = EventLoop::Create();
+  if (!loop) {
+    LogLine(loop.error().message);
+    return 1;
+  }
+  Server* serving = nullptr;
+  auto stop = [&](short) { loop->Exit(); };
+  Event sigterm(loop->base(), SIGTERM, EV_SIGNAL | EV_PERSIST, stop);
+  Event sigint(loop->base(), SIGINT, EV_SIGNAL | EV_PERSIST, stop);
+  // Reload: build the new catalog completely, then swap; any failure keeps the old one.
+  Event sighup(loop->base(), SIGHUP, EV_SIGNAL | EV_PERSIST, [&](short) {
+    if (serving == nullptr) return;
+    Server& server = *serving;
+    auto next = LoadServiceConfig(options);
+    if (!next) return LogLine("reload failed, keeping the old config: " + next.error().message);
+    if (next->socket != server.catalog().config().socket) {
+      LogLine("reload: the socket path changes only on restart");
+    }
+    if (next->uwsgi_socket != server.catalog().config().uwsgi_socket) {
+      LogLine("reload: uwsgi_socket changes only on restart");
+    }
+    std::unique_ptr<AuditLog> next_audit;
+    if (next->audit_log != server.catalog().config().audit_log) {
+      auto opened = AuditLog::Open(next->audit_log);
+      if (!opened) {
+        return LogLine("reload failed, keeping the old config: " + opened.error().message);
+      }
+      next_audit = std::move(*opened);
+    }
+    auto next_catalog = Catalog::Open(std::move(*next));
+    if (!next_catalog) {
+      return LogLine("reload failed, keeping the old config: " + next_catalog.error().message);
+    }
+    std::size_t n = (*next_catalog)->entries().size();
+    server.Swap(std::move(*next_catalog), std::move(next_audit));
+    LogLine("reloaded " + server.catalog().config().file + ": " + std::to_string(n) + " targets");
+    Notify("READY=1");
+  });
+  sigterm.Add();
+  sigint.Add();
+  sighup.Add();
+
   auto config = LoadServiceConfig(options);
   if (!config) {
     LogLine(config.error().message);
@@ -211,13 +255,6 @@ int RunService(const ServiceOptions& options) {
     }
   }
 
-  auto loop = EventLoop::Create();
-  if (!loop) {
-    LogLine(loop.error().message);
-    UnlinkIfOurs(bound);
-    UnlinkIfOurs(uwsgi_bound);
-    return 1;
-  }
   std::size_t targets = (*catalog)->entries().size();
   int status = 0;
   {
@@ -229,40 +266,7 @@ int RunService(const ServiceOptions& options) {
       LogLine("serving target '" + server.catalog().config().uwsgi_target +
               "' to uWSGI (setns-socket format) on " + uwsgi_bound.path);
     }
-    auto stop = [&](short) { loop->Exit(); };
-    Event sigterm(loop->base(), SIGTERM, EV_SIGNAL | EV_PERSIST, stop);
-    Event sigint(loop->base(), SIGINT, EV_SIGNAL | EV_PERSIST, stop);
-    // Reload: build the new catalog completely, then swap; any failure keeps the old one.
-    Event sighup(loop->base(), SIGHUP, EV_SIGNAL | EV_PERSIST, [&](short) {
-      auto next = LoadServiceConfig(options);
-      if (!next) return LogLine("reload failed, keeping the old config: " + next.error().message);
-      if (next->socket != server.catalog().config().socket) {
-        LogLine("reload: the socket path changes only on restart");
-      }
-      if (next->uwsgi_socket != server.catalog().config().uwsgi_socket) {
-        LogLine("reload: uwsgi_socket changes only on restart");
-      }
-      std::unique_ptr<AuditLog> next_audit;
-      if (next->audit_log != server.catalog().config().audit_log) {
-        auto opened = AuditLog::Open(next->audit_log);
-        if (!opened) {
-          return LogLine("reload failed, keeping the old config: " + opened.error().message);
-        }
-        next_audit = std::move(*opened);
-      }
-      auto next_catalog = Catalog::Open(std::move(*next));
-      if (!next_catalog) {
-        return LogLine("reload failed, keeping the old config: " + next_catalog.error().message);
-      }
-      std::size_t n = (*next_catalog)->entries().size();
-      server.Swap(std::move(*next_catalog), std::move(next_audit));
-      LogLine("reloaded " + server.catalog().config().file + ": " + std::to_string(n) +
-              " targets");
-      Notify("READY=1");
-    });
-    sigterm.Add();
-    sigint.Add();
-    sighup.Add();
+    serving = &server;
     LogLine("serving " + std::to_string(targets) + " targets on " +
             (bound.path.empty() ? std::string("the socket systemd passed") : bound.path));
     Notify("READY=1");
@@ -270,6 +274,7 @@ int RunService(const ServiceOptions& options) {
       LogLine(ran.error().message);
       status = 1;
     }
+    serving = nullptr;
     Notify("STOPPING=1");
   }
   UnlinkIfOurs(bound);
