@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "enter.h"
@@ -116,12 +117,27 @@ Result<void> CheckUserNamespaceOwner(const GrantEntry& user) {
   return {};
 }
 
-Result<void> SetNs(const GrantEntry& entry, bool caller_in_user_ns_plan) {
+// The uid owning the user namespace that owns `entry`'s namespace, if the kernel says.
+std::optional<uid_t> OwnerUid(const GrantEntry& entry) {
+  UniqueFd owner(ioctl(entry.fd.get(), NS_GET_USERNS));
+  uid_t uid = 0;
+  if (!owner.valid() || ioctl(owner.get(), NS_GET_OWNER_UID, &uid) != 0) return std::nullopt;
+  return uid;
+}
+
+Result<void> SetNs(const GrantEntry& entry, bool user_ns_planned) {
   if (setns(entry.fd.get(), KindCloneFlag(entry.kind)) == 0) return {};
   int err = errno;
   std::string message = "setns " + Name(entry.kind) + ": " + std::strerror(err);
-  if (err == EPERM && !caller_in_user_ns_plan && !HasSysAdmin()) {
-    message += " (without CAP_SYS_ADMIN, enter the target's user namespace too: -U)";
+  if (err == EPERM && !HasSysAdmin()) {
+    // A descriptor is not a capability: say whose capability the kernel wanted.
+    std::optional<uid_t> owner = OwnerUid(entry);
+    if (owner && *owner == geteuid() && !user_ns_planned) {
+      message += " (enter the target's user namespace too: -U)";
+    } else if (owner) {
+      message += " (needs CAP_SYS_ADMIN over a user namespace of uid " +
+                 std::to_string(*owner) + ")";
+    }
   }
   ErrorCode code = err == EPERM ? ErrorCode::kPermissionDenied : CodeForErrno(err);
   return std::unexpected(Error{code, err, std::move(message)});

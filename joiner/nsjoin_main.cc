@@ -47,7 +47,8 @@ struct Args {
 // The one place an Error becomes nsjoin's exit status, after the coreutils env/chroot
 // convention: 127 the command was not found, 126 it could not be run, 125 anything else.
 int Fail(const std::string& target, const Error& error, bool from_exec = false) {
-  if (target.empty()) {
+  // The broker's messages may already begin with "target 'NAME': ".
+  if (target.empty() || error.message.starts_with("target '" + target + "': ")) {
     std::fprintf(stderr, "nsjoin: %s\n", error.message.c_str());
   } else {
     std::fprintf(stderr, "nsjoin: target '%s': %s\n", target.c_str(), error.message.c_str());
