@@ -177,8 +177,7 @@ Result<Args> ParseArgs(int argc, char** argv) {
   }
   if (!args.uwsgi.empty()) {
     // uWSGI's greeting is namespaces only: no root or working directory to enter.
-    if (args.list || !args.target.empty() || args.enter.chroot_to_root ||
-        args.enter.chdir_to_cwd) {
+    if (args.list || !args.target.empty() || args.enter.chroot_to_root || args.enter.chdir_to_cwd) {
       return MakeError(ErrorCode::kInvalidRequest,
                        std::string("--uwsgi takes no -t, --list, -r or -w\n") + kUsage);
     }
