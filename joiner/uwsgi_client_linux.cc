@@ -1,4 +1,5 @@
-// Implements include/nsbroker/uwsgi.h: the uWSGI setns-socket client of libnsjoin.
+// Implements include/nsbroker/uwsgi.h: the uWSGI setns-socket client of libnsjoin. uWSGI's
+// setns-socket is a Linux feature (nsfs descriptors), so a FreeBSD build leaves this file out.
 #include <linux/nsfs.h>
 #include <poll.h>
 #include <sys/ioctl.h>
