@@ -18,7 +18,8 @@ struct UwsgiListener::Connection {
   std::uint64_t id = 0;
   UniqueFd fd;
   PeerIdentity peer;
-  std::unique_ptr<Event> readable;
+  std::unique_ptr<Event> writable;  // until the greeting is sent
+  std::unique_ptr<Event> readable;  // then until the peer closes
 };
 
 KindSet UwsgiKinds() {
@@ -117,21 +118,28 @@ void UwsgiListener::OnAccept(UniqueFd fd) {
                    admitted.error().message);
   }
   auto conn = std::make_unique<Connection>();
-  conn->id = next_id_++;
-  conn->fd = std::move(fd);
-  conn->peer = std::move(*peer);
+  Connection& c = *conn;
+  c.id = next_id_++;
+  c.fd = std::move(fd);
+  c.peer = std::move(*peer);
+  // The greeting goes out from the loop, not from here: the listener accepts until EAGAIN,
+  // and a client that reads, closes and reconnects within this callback would keep it
+  // accepting while no close is ever noticed, up to the per-uid connection limit.
+  c.writable = std::make_unique<Event>(server_.base(), c.fd.get(), EV_WRITE,
+                                       [this, &c](short) { Greet(c); });
+  c.writable->Add(std::chrono::milliseconds(server_.catalog().config().request_timeout_ms));
+  open_.emplace(c.id, std::move(conn));
+}
 
+void UwsgiListener::Greet(Connection& conn) {
   const std::string& target = server_.catalog().config().uwsgi_target;
   const CatalogEntry* entry = server_.catalog().Find(target);
-  Outcome outcome = server_.Join(
-      conn->peer, target, UwsgiRequest(entry != nullptr ? entry->spec : nullptr, conn->peer));
+  Outcome outcome = server_.Join(conn.peer, target,
+                                 UwsgiRequest(entry != nullptr ? entry->spec : nullptr, conn.peer));
   std::vector<int> send = outcome.response.has_grant()
                               ? UwsgiSendList(outcome.response.grant(), outcome.fds)
                               : std::vector<int>();
-  if (send.empty()) {
-    server_.Leave(conn->peer, conn->fd);
-    return;  // denied (audited by Join) or nothing uWSGI could use
-  }
+  if (send.empty()) return Close(conn);  // denied (audited by Join) or nothing uWSGI can use
   std::string greeting = UwsgiGreeting(static_cast<int>(send.size()));
   iovec iov{greeting.data(), greeting.size()};
   std::vector<char> control(CMSG_SPACE(send.size() * sizeof(int)), 0);
@@ -147,34 +155,33 @@ void UwsgiListener::OnAccept(UniqueFd fd) {
   std::memcpy(CMSG_DATA(cmsg), send.data(), send.size() * sizeof(int));
   ssize_t n;
   do {
-    n = sendmsg(conn->fd.get(), &msg, MSG_NOSIGNAL);
+    n = sendmsg(conn.fd.get(), &msg, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   // 15 bytes into a fresh connection's empty buffer: anything short is the peer's doing.
   if (n != static_cast<ssize_t>(greeting.size())) {
-    LogLine("uwsgi: sending to pid " + std::to_string(conn->peer.pid) + ": " +
+    LogLine("uwsgi: sending to pid " + std::to_string(conn.peer.pid) + ": " +
             (n < 0 ? std::string(std::strerror(errno)) : std::string("short write")));
-    server_.Leave(conn->peer, conn->fd);
-    return;
+    return Close(conn);
   }
   // uWSGI's server closes here, and clients may read until EOF: they get it now. But the
   // descriptors stay charged to us until the peer reads them (unix(7)), so our end stays
   // open (SIOCOUTQ still counts what is unread) until the peer closes it or goes idle,
   // and the per-uid budget sees them, as for native responses.
-  if (shutdown(conn->fd.get(), SHUT_WR) != 0) {
+  if (shutdown(conn.fd.get(), SHUT_WR) != 0) {
     LogLine(std::string("uwsgi: shutdown: ") + std::strerror(errno));
   }
-  server_.NoteUnread(conn->peer.uid, conn->fd, send.size());
-  Connection& c = *conn;
-  c.readable =
-      std::make_unique<Event>(server_.base(), c.fd.get(), EV_READ, [this, &c](short) { Close(c); });
-  c.readable->Add(std::chrono::milliseconds(server_.catalog().config().idle_timeout_ms));
-  open_.emplace(c.id, std::move(conn));
+  server_.NoteUnread(conn.peer.uid, conn.fd, send.size());
+  conn.readable = std::make_unique<Event>(server_.base(), conn.fd.get(), EV_READ,
+                                          [this, &conn](short) { Close(conn); });
+  conn.readable->Add(std::chrono::milliseconds(server_.catalog().config().idle_timeout_ms));
 }
 
-// The peer closed (or wrote, which uWSGI's client never does) or went idle: done.
+// Refused, failed, or granted and then closed by the peer (or written to, which uWSGI's
+// client never does) or idle: done.
 void UwsgiListener::Close(Connection& conn) {
   server_.Leave(conn.peer, conn.fd);
-  conn.readable->Del();
+  if (conn.writable) conn.writable->Del();
+  if (conn.readable) conn.readable->Del();
   conn.fd.reset();
   auto it = open_.find(conn.id);
   graveyard_.push_back(std::move(it->second));

@@ -69,12 +69,13 @@ class UwsgiListener {
   UwsgiListener(const UwsgiListener&) = delete;
   UwsgiListener& operator=(const UwsgiListener&) = delete;
 
-  // Connections granted and still open (for tests).
+  // Connections accepted and not yet closed (for tests).
   std::size_t open_connections() const { return open_.size(); }
 
  private:
   struct Connection;
   void OnAccept(UniqueFd fd);
+  void Greet(Connection& conn);
   void Close(Connection& conn);
 
   Server& server_;

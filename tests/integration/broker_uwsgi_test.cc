@@ -29,7 +29,7 @@ class BrokerUwsgi : public ::testing::Test {
   }
 
   // `socket` comes first: the harness looks for the first "socket:" in the text.
-  void StartBroker(const std::string& allow = "") {
+  void StartBroker(const std::string& allow = "", const std::string& extra = "") {
     auto broker = Broker::Start("socket: \"" + dir_.Join("nsb.sock") +
                                 "\"\n"
                                 "socket_mode: \"0666\"\n"
@@ -38,7 +38,7 @@ class BrokerUwsgi : public ::testing::Test {
                                 "\"\n"
                                 "uwsgi_target: \"box\"\n"
                                 "target { name: \"box\" pid: " +
-                                std::to_string(target_->pid()) + " " + allow + " }\n");
+                                std::to_string(target_->pid()) + " " + allow + " }\n" + extra);
     ASSERT_OK(broker);
     broker_ = std::make_unique<Broker>(std::move(*broker));
     ASSERT_TRUE(broker_->WaitForLog("to uWSGI")) << broker_->log();
@@ -174,6 +174,17 @@ TEST_F(BrokerUwsgi, RootlessTargetsUserNamespaceIsNeverSent) {
   RunResult r = Uwsgi();
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "rootless-box\n") << r.err;
+}
+
+// A client that reads, closes and reconnects at once must not pile up connections: the
+// greeting goes out from the loop, where the previous connection's close is noticed too.
+TEST_F(BrokerUwsgi, FastSerialClientsStayUnderTheConnectionLimit) {
+  StartBroker("", "max_connections_per_uid: 2\n");
+  for (int i = 0; i < 300; ++i) {
+    auto grant = ReceiveUwsgiGrant(uwsgi_socket_);
+    ASSERT_OK(grant) << "connection " << i << "\n" << broker_->log();
+  }
+  EXPECT_EQ(broker_->log().find("too many connections"), std::string::npos) << broker_->log();
 }
 
 TEST(BrokerUwsgiConfig, UwsgiSocketWithoutTargetIsRefusedAtStart) {
