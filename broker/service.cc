@@ -14,6 +14,7 @@
 #include "loop.h"
 #include "privileges.h"
 #include "server.h"
+#include "uwsgi_compat.h"
 
 namespace nsbroker {
 namespace {
@@ -169,6 +170,9 @@ int RunService(const ServiceOptions& options) {
     if (next->socket != server.catalog().config().socket) {
       LogLine("reload: the socket path changes only on restart");
     }
+    if (next->uwsgi_socket != server.catalog().config().uwsgi_socket) {
+      LogLine("reload: uwsgi_socket changes only on restart");
+    }
     std::unique_ptr<AuditLog> next_audit;
     if (next->audit_log != server.catalog().config().audit_log) {
       auto opened = AuditLog::Open(next->audit_log);
@@ -227,10 +231,27 @@ int RunService(const ServiceOptions& options) {
     struct stat st;
     if (lstat(socket_path.c_str(), &st) == 0) bound = {socket_path, st.st_dev, st.st_ino};
   }
+  // uWSGI setns-socket compatibility (uwsgi_compat.h), bound while we still may.
+  BoundSocket uwsgi_bound;
+  UniqueFd uwsgi_fd;
+  if (const Config& c = (*catalog)->config(); !c.uwsgi_socket.empty()) {
+    auto fd = BindUwsgiSocket(c);
+    if (!fd) {
+      LogLine(fd.error().message);
+      UnlinkIfOurs(bound);
+      return 1;
+    }
+    uwsgi_fd = std::move(*fd);
+    struct stat st;
+    if (lstat(c.uwsgi_socket.c_str(), &st) == 0) {
+      uwsgi_bound = {c.uwsgi_socket, st.st_dev, st.st_ino};
+    }
+  }
   if (run_as) {
     if (auto dropped = DropPrivileges(*run_as); !dropped) {
       LogLine(dropped.error().message);
       UnlinkIfOurs(bound);
+      UnlinkIfOurs(uwsgi_bound);
       return 1;
     }
   }
@@ -240,6 +261,12 @@ int RunService(const ServiceOptions& options) {
   {
     Server server(loop->base(), std::move(*catalog), std::move(*audit), options.verbose);
     server.AddListener(std::move(listen_fd));
+    std::unique_ptr<UwsgiListener> uwsgi;
+    if (uwsgi_fd.valid()) {
+      uwsgi = std::make_unique<UwsgiListener>(server, std::move(uwsgi_fd));
+      LogLine("serving target '" + server.catalog().config().uwsgi_target +
+              "' to uWSGI (setns-socket format) on " + uwsgi_bound.path);
+    }
     serving = &server;
     LogLine("serving " + std::to_string(targets) + " targets on " +
             (bound.path.empty() ? std::string("the socket systemd passed") : bound.path));
@@ -252,6 +279,7 @@ int RunService(const ServiceOptions& options) {
     Notify("STOPPING=1");
   }
   UnlinkIfOurs(bound);
+  UnlinkIfOurs(uwsgi_bound);
   LogLine("stopped");
   return status;
 }

@@ -13,6 +13,7 @@
 
 #include "nsbroker/client.h"
 #include "nsbroker/join.h"
+#include "nsbroker/uwsgi.h"
 
 namespace nsbroker {
 namespace {
@@ -24,11 +25,14 @@ constexpr int kExitNotFound = 127;   // the command does not exist
 constexpr const char kUsage[] =
     "usage: nsjoin [--socket PATH] -t TARGET [-a] [-m] [-u] [-i] [-n] [-p] [-U] [-C] [-T]\n"
     "              [-r] [-w] [-F] [-S UID] [-G GID] [--] [CMD [ARG...]]\n"
+    "       nsjoin --uwsgi PATH [-a] [-m] [-u] [-i] [-n] [-p] [-C] [-T] [-F] [-S UID] [-G GID]\n"
+    "              [--] [CMD [ARG...]]\n"
     "       nsjoin [--socket PATH] --list [--json]\n";
 
 struct Args {
   std::string socket;
   std::string target;
+  std::string uwsgi;  // --uwsgi: a uWSGI --setns-socket server instead of the broker
   bool list = false;
   bool json = false;
   bool help = false;
@@ -65,7 +69,7 @@ Result<std::uint32_t> ParseId(const char* text, const char* what) {
 }
 
 Result<Args> ParseArgs(int argc, char** argv) {
-  enum { kSocket = 256, kList, kJson };
+  enum { kSocket = 256, kList, kJson, kUwsgi };
   static const option kOptions[] = {{"socket", required_argument, nullptr, kSocket},
                                     {"list", no_argument, nullptr, kList},
                                     {"json", no_argument, nullptr, kJson},
@@ -85,6 +89,7 @@ Result<Args> ParseArgs(int argc, char** argv) {
                                     {"setuid", required_argument, nullptr, 'S'},
                                     {"setgid", required_argument, nullptr, 'G'},
                                     {"help", no_argument, nullptr, 'h'},
+                                    {"uwsgi", required_argument, nullptr, kUwsgi},
                                     {nullptr, 0, nullptr, 0}};
   Args args;
   bool all = false;
@@ -101,6 +106,9 @@ Result<Args> ParseArgs(int argc, char** argv) {
         break;
       case kJson:
         args.json = true;
+        break;
+      case kUwsgi:
+        args.uwsgi = optarg;
         break;
       case 't':
         args.target = optarg;
@@ -167,7 +175,14 @@ Result<Args> ParseArgs(int argc, char** argv) {
   if (args.json && !args.list) {
     return MakeError(ErrorCode::kInvalidRequest, std::string("--json needs --list\n") + kUsage);
   }
-  if (args.list) {
+  if (!args.uwsgi.empty()) {
+    // uWSGI's greeting is namespaces only: no root or working directory to enter.
+    if (args.list || !args.target.empty() || args.enter.chroot_to_root || args.enter.chdir_to_cwd) {
+      return MakeError(ErrorCode::kInvalidRequest,
+                       std::string("--uwsgi takes no -t, --list, -r or -w\n") + kUsage);
+    }
+    args.target = args.uwsgi;  // errors after the grant name the socket as the target
+  } else if (args.list) {
     if (!args.target.empty() || !args.command.empty()) {
       return MakeError(ErrorCode::kInvalidRequest,
                        std::string("--list takes no target\n") + kUsage);
@@ -255,14 +270,21 @@ int WaitForChild(const std::string& target, pid_t child) {
   return *status;
 }
 
-int RunJoin(const Args& args) {
+// The grant from the broker, or with --uwsgi from a uWSGI setns-socket server (whose errors
+// already name its socket); entering either is the same from here on.
+Result<Grant> ObtainGrant(const Args& args) {
+  if (!args.uwsgi.empty()) return ReceiveUwsgiGrant(args.uwsgi);
   auto client = Client::Connect(args.socket, {.trusted_server_uids = {geteuid()}});
-  if (!client) return Fail(args.target, client.error());
+  if (!client) return std::unexpected(std::move(client.error()));
   std::vector<NsKind> request = args.kinds;
   if (!request.empty() && args.enter.chroot_to_root) request.push_back(NsKind::kRoot);
   if (!request.empty() && args.enter.chdir_to_cwd) request.push_back(NsKind::kCwd);
-  auto grant = client->Join(args.target, request);
-  if (!grant) return Fail(args.target, grant.error());
+  return client->Join(args.target, request);
+}
+
+int RunJoin(const Args& args) {
+  auto grant = ObtainGrant(args);
+  if (!grant) return Fail(args.uwsgi.empty() ? args.target : "", grant.error());
   EnterOptions enter = args.enter;
   enter.kinds = args.kinds;
   // From the first setns on, leave with _exit: exit-time handlers belong to the host side

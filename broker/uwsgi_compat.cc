@@ -1,0 +1,192 @@
+#include "uwsgi_compat.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "audit.h"
+#include "catalog.h"
+#include "handler.h"
+#include "server.h"
+
+namespace nsbroker {
+
+struct UwsgiListener::Connection {
+  std::uint64_t id = 0;
+  UniqueFd fd;
+  PeerIdentity peer;
+  std::unique_ptr<Event> writable;  // until the greeting is sent
+  std::unique_ptr<Event> readable;  // then until the peer closes
+};
+
+KindSet UwsgiKinds() {
+  KindSet set = 0;
+  for (NsKind kind : kUwsgiSendOrder) set |= KindBit(kind);
+  return set;
+}
+
+std::string UwsgiGreeting(int count) {
+  std::string out(kUwsgiGreetingMagic, sizeof kUwsgiGreetingMagic - 1);
+  out.append(reinterpret_cast<const char*>(&count), sizeof count);
+  return out;
+}
+
+std::vector<int> UwsgiSendList(const v1::Grant& grant, const std::vector<UniqueFd>& fds) {
+  std::vector<int> out;
+  for (NsKind kind : kUwsgiSendOrder) {
+    for (const v1::Grant::Entry& entry : grant.entries()) {
+      if (entry.kind() != KindToWire(kind) || !entry.has_fd_index() ||
+          entry.fd_index() >= fds.size()) {
+        continue;
+      }
+      out.push_back(fds[entry.fd_index()].get());
+      break;  // each namespace once
+    }
+  }
+  return out;
+}
+
+KindSet UwsgiRequest(const TargetSpec* spec, const PeerIdentity& peer) {
+  if (spec == nullptr) return UwsgiKinds();  // Join reports the unknown target
+  KindSet allowed = AllowedKinds(*spec, peer).kinds & UwsgiKinds();
+  if (allowed != 0) return allowed;
+  KindSet exposed = spec->expose & UwsgiKinds();
+  return exposed != 0 ? exposed : UwsgiKinds();
+}
+
+Result<UniqueFd> BindUwsgiSocket(const Config& config) {
+  const std::string& path = config.uwsgi_socket;
+  if (config.uwsgi_target.empty()) {
+    return MakeError(ErrorCode::kInvalidRequest,
+                     config.file + ": uwsgi_socket \"" + path + "\" needs uwsgi_target");
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr.sun_path) {
+    return MakeError(ErrorCode::kInvalidRequest, "uwsgi_socket \"" + path + "\": bad length");
+  }
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return MakeError(ErrorCode::kInvalidRequest, path + " exists and is not a socket");
+    }
+    // Probing a live uWSGI server costs it nothing: it sends its greeting and closes.
+    UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe.valid() &&
+        connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+      return MakeError(ErrorCode::kUnavailable, path + ": another server is serving it");
+    }
+    if (unlink(path.c_str()) != 0) return SysError("unlink stale socket " + path);
+  }
+  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) return SysError("socket");
+  // Owner-only until the group is right, as for the native socket: no one outside
+  // socket_group can connect in between.
+  mode_t old_umask = umask(0177);
+  int rc = bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  umask(old_umask);
+  if (rc != 0) return SysError("bind " + path);
+  if (config.socket_group &&
+      chown(path.c_str(), static_cast<uid_t>(-1), *config.socket_group) != 0) {
+    return SysError("chown " + path);
+  }
+  if (chmod(path.c_str(), config.socket_mode) != 0) return SysError("chmod " + path);
+  if (listen(fd.get(), SOMAXCONN) != 0) return SysError("listen " + path);
+  return fd;
+}
+
+UwsgiListener::UwsgiListener(Server& server, UniqueFd listen_fd)
+    : server_(server),
+      reap_(server.base(), -1, 0, [this](short) { graveyard_.clear(); }),
+      listener_(server.base(), std::move(listen_fd),
+                [this](UniqueFd conn) { OnAccept(std::move(conn)); }) {}
+
+UwsgiListener::~UwsgiListener() {
+  for (auto& [id, conn] : open_) server_.Leave(conn->peer, conn->fd);
+}
+
+void UwsgiListener::OnAccept(UniqueFd fd) {
+  auto peer = ReadPeerIdentity(fd);
+  if (!peer) return LogLine("uwsgi accept: " + peer.error().message);
+  // uWSGI's format has no error message: every refusal is a close with nothing sent.
+  if (auto admitted = server_.Admit(*peer); !admitted) {
+    return LogLine("uwsgi: refusing pid " + std::to_string(peer->pid) + ": " +
+                   admitted.error().message);
+  }
+  auto conn = std::make_unique<Connection>();
+  Connection& c = *conn;
+  c.id = next_id_++;
+  c.fd = std::move(fd);
+  c.peer = std::move(*peer);
+  // The greeting goes out from the loop, not from here: the listener accepts until EAGAIN,
+  // and a client that reads, closes and reconnects within this callback would keep it
+  // accepting while no close is ever noticed, up to the per-uid connection limit.
+  c.writable = std::make_unique<Event>(server_.base(), c.fd.get(), EV_WRITE,
+                                       [this, &c](short) { Greet(c); });
+  c.writable->Add(std::chrono::milliseconds(server_.catalog().config().request_timeout_ms));
+  open_.emplace(c.id, std::move(conn));
+}
+
+void UwsgiListener::Greet(Connection& conn) {
+  const std::string& target = server_.catalog().config().uwsgi_target;
+  const CatalogEntry* entry = server_.catalog().Find(target);
+  Outcome outcome = server_.Join(conn.peer, target,
+                                 UwsgiRequest(entry != nullptr ? entry->spec : nullptr, conn.peer));
+  std::vector<int> send = outcome.response.has_grant()
+                              ? UwsgiSendList(outcome.response.grant(), outcome.fds)
+                              : std::vector<int>();
+  if (send.empty()) return Close(conn);  // denied (audited by Join) or nothing uWSGI can use
+  std::string greeting = UwsgiGreeting(static_cast<int>(send.size()));
+  iovec iov{greeting.data(), greeting.size()};
+  std::vector<char> control(CMSG_SPACE(send.size() * sizeof(int)), 0);
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(send.size() * sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), send.data(), send.size() * sizeof(int));
+  ssize_t n;
+  do {
+    n = sendmsg(conn.fd.get(), &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  // 15 bytes into a fresh connection's empty buffer: anything short is the peer's doing.
+  if (n != static_cast<ssize_t>(greeting.size())) {
+    LogLine("uwsgi: sending to pid " + std::to_string(conn.peer.pid) + ": " +
+            (n < 0 ? std::string(std::strerror(errno)) : std::string("short write")));
+    return Close(conn);
+  }
+  // uWSGI's server closes here, and clients may read until EOF: they get it now. But the
+  // descriptors stay charged to us until the peer reads them (unix(7)), so our end stays
+  // open (SIOCOUTQ still counts what is unread) until the peer closes it or goes idle,
+  // and the per-uid budget sees them, as for native responses.
+  if (shutdown(conn.fd.get(), SHUT_WR) != 0) {
+    LogLine(std::string("uwsgi: shutdown: ") + std::strerror(errno));
+  }
+  server_.NoteUnread(conn.peer.uid, conn.fd, send.size());
+  conn.readable = std::make_unique<Event>(server_.base(), conn.fd.get(), EV_READ,
+                                          [this, &conn](short) { Close(conn); });
+  conn.readable->Add(std::chrono::milliseconds(server_.catalog().config().idle_timeout_ms));
+}
+
+// Refused, failed, or granted and then closed by the peer (or written to, which uWSGI's
+// client never does) or idle: done.
+void UwsgiListener::Close(Connection& conn) {
+  server_.Leave(conn.peer, conn.fd);
+  if (conn.writable) conn.writable->Del();
+  if (conn.readable) conn.readable->Del();
+  conn.fd.reset();
+  auto it = open_.find(conn.id);
+  graveyard_.push_back(std::move(it->second));
+  open_.erase(it);
+  reap_.Activate();
+}
+
+}  // namespace nsbroker

@@ -1,0 +1,90 @@
+// Owns nsbrokerd's uWSGI setns-socket compatible listener: the greeting format, the send
+// order, and the life of each connection. Never decides or audits itself (Server::Join does).
+//
+//   auto fd = nsbroker::BindUwsgiSocket(config);   // config.uwsgi_socket, SOCK_STREAM
+//   nsbroker::UwsgiListener uwsgi(server, std::move(*fd));  // then `uwsgi --setns PATH` works
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "config.h"
+#include "loop.h"
+#include "nsbroker.pb.h"
+#include "nsbroker/error.h"
+#include "nsbroker/ns_kind.h"
+#include "nsbroker/unique_fd.h"
+#include "policy.h"
+
+namespace nsbroker {
+
+class Server;
+
+// uWSGI 2.0's setns-socket greeting: "uwsgi-setns" (no NUL), then the descriptor count as a
+// host-endian int; the descriptors ride on the same sendmsg as one SCM_RIGHTS message.
+inline constexpr char kUwsgiGreetingMagic[] = "uwsgi-setns";
+inline constexpr std::size_t kUwsgiGreetingBytes = sizeof kUwsgiGreetingMagic - 1 + sizeof(int);
+
+// What goes out, in this order. uWSGI's client calls setns(fd, 0) on each in turn and stops
+// at the first failure, so: never USER (root entering a user namespace loses its
+// capabilities over the host-owned namespaces that follow; uWSGI's own server never sends
+// it), and mnt last, after which the joiner's root and cwd are the target's (uWSGI's own
+// readdir order puts mnt before cgroup and time).
+inline constexpr std::array<NsKind, 7> kUwsgiSendOrder = {
+    NsKind::kNet,    NsKind::kUts,  NsKind::kIpc, NsKind::kPid,
+    NsKind::kCgroup, NsKind::kTime, NsKind::kMnt};
+KindSet UwsgiKinds();
+
+// The 15 greeting bytes announcing `count` descriptors.
+std::string UwsgiGreeting(int count);
+
+// The descriptor numbers of a granted Join (response + its fds in fd_index order) in
+// kUwsgiSendOrder, each kind at most once, anything else (USER, ROOT, CWD) left out.
+std::vector<int> UwsgiSendList(const v1::Grant& grant, const std::vector<UniqueFd>& fds);
+
+// The kinds a uWSGI peer asks for: all the policy lets it have that uWSGI can use. When
+// that is nothing, the target's exposed uWSGI kinds, so that Server::Join refuses and
+// audits the peer exactly as it would a native request.
+KindSet UwsgiRequest(const TargetSpec* spec, const PeerIdentity& peer);
+
+// Binds config.uwsgi_socket as a listening SOCK_STREAM socket with the native socket's
+// socket_mode and socket_group; a stale socket file is replaced, a live one is an error.
+// kInvalidRequest when uwsgi_socket is set without uwsgi_target.
+[[nodiscard]] Result<UniqueFd> BindUwsgiSocket(const Config& config);
+
+// Serves uWSGI's format for the server's current uwsgi_target. Per connection: peer from
+// SO_PEERCRED/SO_PEERGROUPS, the server's connection limits, Server::Join (policy, audit,
+// counters, per-uid descriptor budget); a grant is one sendmsg of greeting + descriptors, a
+// refusal closes with nothing sent. After a grant the peer sees EOF at once, as from uWSGI
+// (shutdown SHUT_WR), but our end stays open, its descriptors counted as unread, until the
+// peer closes it or idle_timeout_ms passes.
+class UwsgiListener {
+ public:
+  UwsgiListener(Server& server, UniqueFd listen_fd);
+  ~UwsgiListener();
+  UwsgiListener(const UwsgiListener&) = delete;
+  UwsgiListener& operator=(const UwsgiListener&) = delete;
+
+  // Connections accepted and not yet closed (for tests).
+  std::size_t open_connections() const { return open_.size(); }
+
+ private:
+  struct Connection;
+  void OnAccept(UniqueFd fd);
+  void Greet(Connection& conn);
+  void Close(Connection& conn);
+
+  Server& server_;
+  std::uint64_t next_id_ = 1;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> open_;
+  // Closed connections wait here until the loop is out of their callbacks; reap_ empties it.
+  std::vector<std::unique_ptr<Connection>> graveyard_;
+  Event reap_;
+  Listener listener_;  // last: destroyed first, so no accept can reach a half-destroyed this
+};
+
+}  // namespace nsbroker
