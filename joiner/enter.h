@@ -1,5 +1,7 @@
 // The platform seam of libnsjoin, "enter what I was given": check a granted descriptor and
-// enter a planned list of entries. Never selects entries; join.cc decides what to enter.
+// enter a planned list of entries, or a jail. Never selects entries; join.cc decides what to
+// enter. Linux: enter_linux.cc (namespaces); FreeBSD: enter_freebsd.cc (jails, over
+// jail_enter.h).
 #pragma once
 
 #include <string_view>
@@ -26,6 +28,9 @@ struct EnterPlan {
 };
 
 [[nodiscard]] Result<Entered> EnterPlanned(const EnterPlan& plan);
+
+// Attaches the calling process to a JAIL entry (FreeBSD); kInvalidRequest on Linux.
+[[nodiscard]] Result<Entered> EnterJail(std::string_view target, const GrantEntry& jail);
 
 // Enters `net` on the calling thread only (a network namespace is per thread).
 [[nodiscard]] Result<void> EnterNetworkOnThisThread(const GrantEntry& net);

@@ -252,6 +252,10 @@ Result<Entered> EnterPlanned(const EnterPlan& plan) {
   return entered;
 }
 
+Result<Entered> EnterJail(std::string_view, const GrantEntry&) {
+  return MakeError(ErrorCode::kInvalidRequest, "jail targets need FreeBSD");
+}
+
 Result<void> EnterNetworkOnThisThread(const GrantEntry& net) {
   auto own = StatOwnNamespace(NsKind::kNet);
   if (!own) return std::unexpected(std::move(own.error()));
