@@ -25,7 +25,8 @@ struct PeerIdentity {
   std::vector<gid_t> groups;  // supplementary groups
 };
 
-// SO_PEERCRED and SO_PEERGROUPS of a connected AF_UNIX socket.
+// SO_PEERCRED and SO_PEERGROUPS of a connected AF_UNIX socket (FreeBSD: LOCAL_PEERCRED).
+// Implemented per platform, in peer_linux.cc / peer_freebsd.cc.
 [[nodiscard]] Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock);
 
 // The kinds of `spec` this peer may have (uid 0: everything exposed), and the rule that said

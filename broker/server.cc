@@ -1,9 +1,8 @@
 #include "server.h"
 
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include "peer.h"
 #include "wire.h"
 
 namespace nsbroker {
@@ -100,9 +99,8 @@ std::size_t Server::FdBudget(uid_t uid) {
   for (auto u = map.begin(); u != map.end();) {
     // Descriptors in a datagram stay charged to the sender until the receiver reads it
     // (unix(7) SCM_RIGHTS; past RLIMIT_NOFILE sendmsg fails with ETOOMANYREFS for every
-    // peer). SIOCOUTQ is the bytes of our datagrams still queued on that connection.
-    int queued = 0;
-    if (ioctl(u->first, SIOCOUTQ, &queued) != 0 || queued == 0) {
+    // peer). QueuedBytes is the bytes of our datagrams still queued on that connection.
+    if (QueuedBytes(u->first) == 0) {
       u = map.erase(u);
       continue;
     }

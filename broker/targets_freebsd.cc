@@ -1,11 +1,15 @@
 // FreeBSD side of the targets seam: jail targets only, through libjail and jail_get(2). The
 // logic (resolution, holding, re-checks) is jail_target.cc; this file is the system calls.
 // Written to the FreeBSD 14/15 manual pages (jail(2), jail(3)); not compiled on Linux.
-#include <fcntl.h>
-#include <jail.h>
-#include <sys/jail.h>
+
+// jail(2) wants <sys/param.h> before <sys/jail.h>; jail(3)'s <jail.h> comes after them.
+// clang-format off
 #include <sys/param.h>
+#include <sys/jail.h>
 #include <sys/uio.h>
+#include <jail.h>
+// clang-format on
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>

@@ -2,10 +2,14 @@
 // jail_attach_jd(2) by descriptor (FreeBSD 15+). The checks and the name re-check are
 // jail_enter.cc; this file is the system calls. Written to the FreeBSD 14/15 manual pages
 // (jail(2), jail(3)); not compiled on Linux.
-#include <jail.h>
-#include <sys/jail.h>
+
+// jail(2) wants <sys/param.h> before <sys/jail.h>; jail(3)'s <jail.h> comes after them.
+// clang-format off
 #include <sys/param.h>
+#include <sys/jail.h>
 #include <sys/uio.h>
+#include <jail.h>
+// clang-format on
 #include <unistd.h>
 
 #include <cerrno>
@@ -89,6 +93,13 @@ Result<Entered> EnterPlanned(const EnterPlan& plan) {
     return MakeError(ErrorCode::kInvalidRequest, "namespaces, root and cwd need Linux");
   }
   return MakeError(ErrorCode::kNotFound, "the grant has no jail to enter");
+}
+
+Result<uid_t> ServerUid(BorrowedFd sock) {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  if (getpeereid(sock.get(), &uid, &gid) != 0) return SysError(ErrorCode::kInternal, "getpeereid");
+  return uid;
 }
 
 Result<Entered> EnterJail(std::string_view target, const GrantEntry& jail) {

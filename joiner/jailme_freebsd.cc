@@ -1,8 +1,12 @@
 // jailme's FreeBSD hardening: procctl(2). Written to the FreeBSD 14 manual pages; not compiled
 // on Linux.
-#include <sys/procctl.h>
+
+// procctl(2) lists <sys/procctl.h> after <sys/types.h>; P_PID comes from <sys/wait.h>.
+// clang-format off
 #include <sys/types.h>
+#include <sys/procctl.h>
 #include <sys/wait.h>
+// clang-format on
 #include <unistd.h>
 
 #include "jailme_platform.h"

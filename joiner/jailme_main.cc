@@ -26,6 +26,9 @@
 #include "nsbroker/client.h"
 #include "nsbroker/join.h"
 
+// POSIX leaves environ undeclared in <unistd.h> (FreeBSD does not declare it; glibc does).
+extern char** environ;
+
 #ifndef NSB_SOCKET_PATH
 #error "NSB_SOCKET_PATH must be defined by the build (CMake cache variable)"
 #endif
