@@ -10,7 +10,6 @@
 #include <map>
 #include <vector>
 
-#include "nsbroker/join.h"
 #include "test_util.h"
 
 namespace nsbroker {
@@ -157,20 +156,6 @@ TEST(CheckJailEntry, RefusesWhatCannotBeAJail) {
                 .message.find("is not a live jail descriptor"),
             std::string::npos);
   EXPECT_OK(CheckJailEntry(JailEntry(3, "www1"), ops));
-}
-
-// Enter (join.cc, platform-neutral) routes a jail grant to the seam; on Linux the seam says
-// plainly that jails are FreeBSD's.
-TEST(EnterJail, LinuxSeamRefusesJails) {
-  Grant grant{.target = "www1"};
-  grant.entries.push_back(JailEntry(3, "www1"));
-  auto entered = Enter(grant);
-  ASSERT_FALSE(entered.has_value());
-  EXPECT_EQ(entered.error().message, "jail targets need FreeBSD");
-  auto mixed =
-      Enter(grant, {.kinds = {NsKind::kJail}, .chroot_to_root = false, .chdir_to_cwd = true});
-  ASSERT_FALSE(mixed.has_value());
-  EXPECT_EQ(mixed.error().code, ErrorCode::kNotFound) << "no CWD entry in a jail grant";
 }
 
 }  // namespace
