@@ -52,13 +52,20 @@ class JailTarget : public TargetHandle {
   Result<void> CheckSameJail() const {
     if (held_.valid()) {
       auto jid = system_->DescriptorJid(held_);
-      if (!jid) return Gone(jid.error());
+      if (!jid && jid.error().code == ErrorCode::kNotFound) return Gone(jid.error());
+      // Any other refusal (the descriptor's mode may deny jail_get to a broker that dropped
+      // root with run_as) falls back to the check by name.
+      if (!jid) return CheckName();
       if (*jid != jid_) {
         return MakeError(ErrorCode::kInternal, "the descriptor of " + DescribeJail(jid_, name_) +
                                                    " now reports jid " + std::to_string(*jid));
       }
       return {};
     }
+    return CheckName();
+  }
+
+  Result<void> CheckName() const {
     auto name = system_->FindName(jid_);
     if (!name) return Gone(name.error());
     if (*name != name_) {

@@ -26,6 +26,8 @@ class FakeJails : public JailSystem {
   explicit FakeJails(bool descriptors) : descriptors_(descriptors) {}
 
   void Create(std::int32_t jid, const std::string& name) { jails_[jid] = name; }
+  // jail_get on a descriptor refused (its mode, after a run_as drop).
+  void DenyDescriptorQueries() { deny_queries_ = true; }
   void Remove(std::int32_t jid) { jails_.erase(jid); }
 
   Result<std::int32_t> FindId(const std::string& name) const override {
@@ -55,6 +57,7 @@ class FakeJails : public JailSystem {
   }
   Result<std::int32_t> DescriptorJid(BorrowedFd descriptor) const override {
     ++calls_;
+    if (deny_queries_) return MakeError(ErrorCode::kPermissionDenied, "Permission denied");
     auto it = bound_.find(Inode(descriptor.get()));
     if (it == bound_.end()) return MakeError(ErrorCode::kInvalidRequest, "not a jail descriptor");
     auto live = jails_.find(it->second.first);
@@ -74,6 +77,7 @@ class FakeJails : public JailSystem {
 
  private:
   bool descriptors_;
+  bool deny_queries_ = false;
   std::map<std::int32_t, std::string> jails_;
   mutable std::map<ino_t, std::pair<std::int32_t, std::string>> bound_;
   mutable int calls_ = 0;
@@ -188,6 +192,22 @@ TEST(JailTarget, HeldDescriptorPinsTheJail) {
     EXPECT_EQ(gone.error().message, "jail 'www1' (jid 3) was removed");
   }
   EXPECT_EQ(CountOpenFds(), before) << "no descriptor leaked";
+}
+
+TEST(JailTarget, ARefusedDescriptorQueryFallsBackToTheName) {
+  auto jails = std::make_shared<FakeJails>(true);
+  jails->Create(3, "www1");
+  auto target = OpenJailTarget(JailSpec("web", "www1"), jails);
+  ASSERT_OK(target);
+  jails->DenyDescriptorQueries();  // as after run_as, if the descriptor's mode says so
+  auto jail = (*target)->OpenJail(true);
+  ASSERT_OK(jail);
+  EXPECT_TRUE(jail->descriptor.valid());
+  jails->Remove(3);
+  jails->Create(3, "evil");
+  auto reused = (*target)->OpenJail(true);
+  ASSERT_FALSE(reused.has_value());
+  EXPECT_EQ(reused.error().code, ErrorCode::kUnavailable);
 }
 
 TEST(JailTarget, AJailHasNoNamespaces) {
