@@ -2,7 +2,7 @@
 
 namespace nsbroker {
 
-Result<std::unique_ptr<Catalog>> Catalog::Open(Config config) {
+Result<std::unique_ptr<Catalog>> Catalog::Open(Config config, const TargetOpener& opener) {
   std::unique_ptr<Catalog> catalog(new Catalog());
   catalog->config_ = std::move(config);
   const Config& c = catalog->config_;
@@ -10,7 +10,7 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(Config config) {
   catalog->entries_.reserve(c.targets.size());
   catalog->by_name_.reserve(c.targets.size());
   for (const TargetSpec& spec : c.targets) {
-    auto handle = OpenTarget(spec, hold);
+    auto handle = opener(spec, hold);
     if (!handle) {
       Error e = std::move(handle.error());
       e.message = WhereIn(c.file, spec.location) + "target '" + spec.name + "': " + e.message;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -23,12 +24,17 @@ struct CatalogEntry {
   std::string gone;  // why it is unavailable; empty while it is available
 };
 
+// How a target is opened: the platform's OpenTarget, or (in tests of platform-neutral logic
+// that the kernel here cannot run, such as FreeBSD jails) a fake of that seam.
+using TargetOpener = std::function<Result<TargetHandlePtr>(const TargetSpec&, bool hold)>;
+
 class Catalog {
  public:
   // Opens every target of `config` (holding all descriptors when run_as is set, since the
   // broker cannot reach other processes once it has dropped root). The first failure names
   // the target and its FILE:LINE:COL.
-  [[nodiscard]] static Result<std::unique_ptr<Catalog>> Open(Config config);
+  [[nodiscard]] static Result<std::unique_ptr<Catalog>> Open(
+      Config config, const TargetOpener& opener = OpenTarget);
 
   const Config& config() const { return config_; }
   std::vector<CatalogEntry>& entries() { return entries_; }

@@ -13,6 +13,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "jail_target.h"
 #include "nsbroker.pb.h"
 #include "targets.h"
 
@@ -197,10 +198,17 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, Resolv
       spec.source = SourceType::kNetns;
       spec.file = "/run/netns/" + t.netns();
       break;
-    case v1::Target::kJail:
+    case v1::Target::kJail: {
+      // A jail is a FreeBSD thing: say so, at the line, rather than "unsupported source".
+      if (!SourceSupported(SourceType::kJail)) {
+        return r.Fail(where.Of("jail"), quoted + "jail targets need FreeBSD");
+      }
+      auto ref = ParseJailRef(t.jail());
+      if (!ref) return r.Fail(where.Of("jail"), quoted + ref.error().message);
       spec.source = SourceType::kJail;
       spec.file = t.jail();
       break;
+    }
     case v1::Target::SOURCE_NOT_SET:
       if (t.path_size() == 0) {
         return r.Fail(where.block(), quoted +

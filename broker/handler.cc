@@ -70,7 +70,49 @@ Outcome Status(const Catalog& catalog, const Stats& stats, const PeerIdentity& p
   return out;
 }
 
+// The platform could not open what policy granted: UNAVAILABLE (gone) and RESOURCE_EXHAUSTED
+// keep their codes, anything else is our INTERNAL problem. Audited as an error.
+Outcome OpenFailed(const Error& error, const PeerIdentity& peer, std::string_view target,
+                   KindSet kinds) {
+  const std::string quoted = "target '" + std::string(target) + "'";
+  Error e = error;
+  e.message = e.code == ErrorCode::kUnavailable ? quoted + " is unavailable: " + e.message
+                                                : quoted + ": " + e.message;
+  if (e.code != ErrorCode::kUnavailable && e.code != ErrorCode::kResourceExhausted) {
+    e.code = ErrorCode::kInternal;
+  }
+  std::string reason = e.message;
+  return Deny(e, target, kinds, peer, std::move(reason), Outcome::Tally::kError);
+}
+
+// A jail grant: one JAIL entry with the jid and name, and a jail descriptor for root only.
+Outcome GrantJail(const CatalogEntry& entry, const PeerIdentity& peer, std::string_view target,
+                  const JoinDecision& decision) {
+  auto jail = entry.handle->OpenJail(MayHoldJailDescriptor(peer));
+  if (!jail) return OpenFailed(jail.error(), peer, target, decision.kinds);
+  Outcome out;
+  out.response.set_protocol_version(kProtocolVersion);
+  auto* grant = out.response.mutable_grant();
+  grant->set_target(std::string(target));
+  auto* g = grant->add_entries();
+  g->set_kind(v1::JAIL);
+  g->set_jid(jail->jid);
+  g->set_jail_name(jail->name);
+  bool by_descriptor = jail->descriptor.valid();
+  if (by_descriptor) {
+    g->set_fd_index(0);
+    out.fds.push_back(std::move(jail->descriptor));
+  }
+  out.audit = Record(true, target, decision.kinds, peer,
+                     decision.reason + "; jid " + std::to_string(jail->jid) +
+                         (by_descriptor ? " with a jail descriptor" : " without a descriptor"));
+  out.tally = Outcome::Tally::kGrant;
+  return out;
+}
+
 }  // namespace
+
+bool MayHoldJailDescriptor(const PeerIdentity& peer) { return peer.uid == 0; }
 
 Outcome HandleJoin(const Catalog& catalog, const PeerIdentity& peer, std::string_view target,
                    KindSet requested, std::size_t fd_budget) {
@@ -105,17 +147,11 @@ Outcome HandleJoin(const Catalog& catalog, const PeerIdentity& peer, std::string
     return Deny({ErrorCode::kResourceExhausted, 0, message}, target, decision.kinds, peer, message,
                 Outcome::Tally::kError);
   }
-  auto entries = entry->handle->Open(decision.kinds);
-  if (!entries) {
-    Error e = std::move(entries.error());
-    e.message = e.code == ErrorCode::kUnavailable ? quoted + " is unavailable: " + e.message
-                                                  : quoted + ": " + e.message;
-    if (e.code != ErrorCode::kUnavailable && e.code != ErrorCode::kResourceExhausted) {
-      e.code = ErrorCode::kInternal;
-    }
-    std::string reason = e.message;
-    return Deny(e, target, decision.kinds, peer, std::move(reason), Outcome::Tally::kError);
+  if (KindSetHas(decision.kinds, NsKind::kJail)) {
+    return GrantJail(*entry, peer, target, decision);
   }
+  auto entries = entry->handle->Open(decision.kinds);
+  if (!entries) return OpenFailed(entries.error(), peer, target, decision.kinds);
   Outcome out;
   out.response.set_protocol_version(kProtocolVersion);
   auto* grant = out.response.mutable_grant();

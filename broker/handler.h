@@ -48,6 +48,13 @@ Outcome HandleRequest(const Catalog& catalog, const Stats& stats, const PeerIden
 Outcome HandleJoin(const Catalog& catalog, const PeerIdentity& peer, std::string_view target,
                    KindSet requested, std::size_t fd_budget);
 
+// Whether a peer may be handed a jail descriptor (FreeBSD 15+): root only. The kernel checks a
+// jail descriptor's privilege against its *creator* (the broker), so whoever holds one may not
+// only attach but also remove or reconfigure the jail (jail_remove_jd, jail_set with
+// JAIL_USE_DESC), and Capsicum rights cannot narrow that. Others get the jid and name, and
+// attach as root through jailme, which checks the name first.
+bool MayHoldJailDescriptor(const PeerIdentity& peer);
+
 // Adds an outcome to the counters.
 void Count(Stats& stats, const Outcome& outcome);
 

@@ -1,5 +1,6 @@
 // Owns the one platform seam of the broker: "open and hold an entry for a target" (Linux:
-// namespace descriptors and pidfds, in targets_linux.cc). Never decides who may enter.
+// namespace descriptors and pidfds, in targets_linux.cc; FreeBSD: jails, in targets_freebsd.cc
+// over jail_target.h). Never decides who may enter, nor who gets a jail descriptor.
 //
 //   auto handle = nsbroker::OpenTarget(spec, /*hold=*/false);
 //   auto entries = (*handle)->Open(KindBit(NsKind::kNet) | KindBit(NsKind::kUts));
@@ -28,6 +29,14 @@ struct EntryFd {
   std::string jail_name;    // JAIL only
 };
 
+// The entry of a jail target (FreeBSD): what identifies the jail, and a non-owning jail
+// descriptor only when the caller asked for one and the kernel has them (FreeBSD 15+).
+struct JailEntry {
+  std::int32_t jid = 0;
+  std::string name;
+  UniqueFd descriptor;  // invalid: attach by jid
+};
+
 // An opened target. Implementations are platform code; everything else sees only this.
 class TargetHandle {
  public:
@@ -39,6 +48,12 @@ class TargetHandle {
   virtual int watch_fd() const = 0;
   // Why the target is gone, once watch_fd() became readable: "process 1234 exited".
   virtual std::string GoneReason() const = 0;
+  // The jail of a jail target, checked to still be the jail that was resolved. With
+  // `descriptor`, a jail descriptor comes along where the kernel has them; whether a peer may
+  // have one is the handler's decision, never the platform's. Other targets have no jail.
+  [[nodiscard]] virtual Result<JailEntry> OpenJail(bool /*descriptor*/) const {
+    return MakeError(ErrorCode::kInternal, "not a jail target");
+  }
 };
 using TargetHandlePtr = std::unique_ptr<TargetHandle>;
 

@@ -96,18 +96,18 @@ Result<Client> Client::Connect(const std::string& socket_path, const ClientOptio
   }
   // The kernel's word on who listens there: a socket anyone could create must not be able
   // to hand us (or jailme) namespaces of its choosing.
-  ucred cred{};
-  socklen_t len = sizeof cred;
-  if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    return SysError(ErrorCode::kInternal, "SO_PEERCRED of " + socket_path);
+  auto server = platform::ServerUid(sock);
+  if (!server) {
+    server.error().message += " of " + socket_path;
+    return std::unexpected(std::move(server.error()));
   }
   const auto& trusted = options.trusted_server_uids;
-  if (cred.uid != 0 && std::find(trusted.begin(), trusted.end(), cred.uid) == trusted.end()) {
+  if (*server != 0 && std::find(trusted.begin(), trusted.end(), *server) == trusted.end()) {
     return MakeError(ErrorCode::kPermissionDenied,
-                     "the socket " + socket_path + " is served by uid " + std::to_string(cred.uid) +
+                     "the socket " + socket_path + " is served by uid " + std::to_string(*server) +
                          ", which is not root nor a trusted broker uid");
   }
-  return Client(std::move(sock), cred.uid);
+  return Client(std::move(sock), *server);
 }
 
 Result<Grant> Client::Join(std::string_view target, std::span<const NsKind> kinds) {

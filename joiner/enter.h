@@ -1,6 +1,10 @@
 // The platform seam of libnsjoin, "enter what I was given": check a granted descriptor and
-// enter a planned list of entries. Never selects entries; join.cc decides what to enter.
+// enter a planned list of entries, or a jail. Never selects entries; join.cc decides what to
+// enter. Linux: enter_linux.cc (namespaces); FreeBSD: enter_freebsd.cc (jails, over
+// jail_enter.h).
 #pragma once
+
+#include <sys/types.h>
 
 #include <string_view>
 #include <vector>
@@ -26,6 +30,13 @@ struct EnterPlan {
 };
 
 [[nodiscard]] Result<Entered> EnterPlanned(const EnterPlan& plan);
+
+// The uid that serves a connected AF_UNIX socket, as the kernel recorded it at listen(2)
+// (Linux SO_PEERCRED, FreeBSD getpeereid(3)): a user must not be able to stand up a broker.
+[[nodiscard]] Result<uid_t> ServerUid(BorrowedFd sock);
+
+// Attaches the calling process to a JAIL entry (FreeBSD); kInvalidRequest on Linux.
+[[nodiscard]] Result<Entered> EnterJail(std::string_view target, const GrantEntry& jail);
 
 // Enters `net` on the calling thread only (a network namespace is per thread).
 [[nodiscard]] Result<void> EnterNetworkOnThisThread(const GrantEntry& net);

@@ -8,7 +8,6 @@
 // issue 5 and STYLE.md section 5 [bubblewrap main, openssh ssh-keysign.c].
 #include <fcntl.h>
 #include <pwd.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,9 +20,13 @@
 #include <string_view>
 #include <vector>
 
+#include "jailme_platform.h"
 #include "jailme_privs.h"
 #include "nsbroker/client.h"
 #include "nsbroker/join.h"
+
+// POSIX leaves environ undeclared in <unistd.h> (FreeBSD does not declare it; glibc does).
+extern char** environ;
 
 #ifndef NSB_SOCKET_PATH
 #error "NSB_SOCKET_PATH must be defined by the build (CMake cache variable)"
@@ -177,11 +180,10 @@ void ForwardSignal(int sig) {
 
 [[noreturn]] void Main(int argc, char** argv) {
   EnsureStdio();
-  // prctl(2) PR_SET_DUMPABLE: a non-dumpable process cannot be ptraced or have its /proc
-  // files opened by anyone lacking CAP_SYS_PTRACE, in particular not by processes of the
-  // target once we are inside its pid namespace, nor by the caller while we hold root.
-  // execve of the user's command resets it.
-  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) Die("prctl(PR_SET_DUMPABLE): failed");
+  // Not traceable until exec (Linux: PR_SET_DUMPABLE 0, so neither the target's processes,
+  // once we are in its pid namespace, nor the caller can ptrace us or open our /proc files
+  // while we hold root; FreeBSD: PROC_TRACE_CTL). execve of the user's command resets it.
+  if (auto r = ForbidTracing(); !r) Die(r.error().message);
   std::vector<std::string> kept_env = TakeEnvironment();
   if (geteuid() != 0) {
     Die("not installed setuid root (effective uid " + std::to_string(geteuid()) +
@@ -224,6 +226,12 @@ void ForwardSignal(int sig) {
       as_root.kinds.push_back(entry.kind);
     }
   }
+  // A FreeBSD jail: jail_attach needs root. The broker gives this user the jid and name only
+  // (never a jail descriptor: it would let them remove the jail); Enter checks with
+  // jail_getname right before attaching that the jid still names that jail, then
+  // jail_attach chroots and chdirs into it. Nothing inside the jail is read as root: the
+  // account was looked up in the host's passwd above, before attaching.
+  if (grant->Find(NsKind::kJail) != nullptr) as_root = EnterOptions{.kinds = {NsKind::kJail}};
   // An empty list would mean "everything" to Enter; a grant with nothing to enter would
   // run the command on the host, which is never what the caller asked for.
   if (as_root.kinds.empty()) DieTarget(target, "the broker granted no namespace to enter");
@@ -266,11 +274,12 @@ void ForwardSignal(int sig) {
   }
   grant = Grant{};
 
-  // prctl(2) PR_SET_NO_NEW_PRIVS: execve(2) then never grants privileges, so a setuid or
-  // file-capability binary in the target's filesystem (which the target's owner controls)
-  // cannot turn the user into root. Policy decision, as bubblewrap: jailme lets a user run
-  // their own programs inside, never the target's privileged ones (no su/sudo inside).
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) Die("prctl(PR_SET_NO_NEW_PRIVS): failed");
+  // No new privileges (Linux PR_SET_NO_NEW_PRIVS, FreeBSD PROC_NO_NEW_PRIVS_CTL): execve(2)
+  // then never grants privileges, so a setuid or file-capability binary in the target's
+  // filesystem (which the target's owner controls) cannot turn the user into root. Policy
+  // decision, as bubblewrap: jailme lets a user run their own programs inside, never the
+  // target's privileged ones (no su/sudo inside).
+  if (auto r = ForbidNewPrivileges(); !r) Die(r.error().message);
   // close_range(2): whatever else is open (NSS, a descriptor inherited from the caller that
   // is not close-on-exec) does not reach the command; fds 0-2 are the caller's.
   if (close_range(3, ~0U, 0) != 0) Die("close_range failed");

@@ -1,8 +1,6 @@
 #include "jailme_privs.h"
 
 #include <grp.h>
-#include <linux/capability.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+
+#include "jailme_platform.h"
 
 namespace nsbroker {
 namespace {
@@ -99,15 +99,8 @@ void DropForGood(const Caller& caller) {
   if (caller.gid != 0 && (setgid(0) != -1 || setegid(0) != -1)) {
     Fatal("setgid(0) succeeded after the drop");
   }
-  // capget(2) directly (no libcap in a setuid binary): nothing permitted, nothing effective.
-  __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
-  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-  if (syscall(SYS_capget, &header, data) != 0) {
-    Fatal(std::string("capget: ") + std::strerror(errno));
-  }
-  for (const auto& d : data) {
-    if (d.effective != 0 || d.permitted != 0) Fatal("capabilities left after the drop");
-  }
+  // Anything the platform grants beside the uid (Linux: capabilities) must be gone too.
+  if (auto left = CheckNoPrivilegeLeft(); !left) Fatal(left.error().message);
 }
 
 }  // namespace nsbroker

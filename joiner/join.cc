@@ -32,7 +32,7 @@ Result<const GrantEntry*> Required(const Grant& grant, NsKind kind) {
 
 Result<Entered> Enter(const Grant& grant, const EnterOptions& options) {
   for (NsKind kind : options.kinds) {
-    if (!IsNamespaceKind(kind)) {
+    if (!IsNamespaceKind(kind) && kind != NsKind::kJail) {
       return MakeError(ErrorCode::kInvalidRequest,
                        Quoted(kind) + " is not a namespace kind (ROOT and CWD have options)");
     }
@@ -54,6 +54,18 @@ Result<Entered> Enter(const Grant& grant, const EnterOptions& options) {
     auto cwd = Required(grant, NsKind::kCwd);
     if (!cwd) return std::unexpected(std::move(cwd.error()));
     plan.cwd = *cwd;
+  }
+  const GrantEntry* jail = grant.Find(NsKind::kJail);
+  bool want_jail = jail != nullptr && (options.kinds.empty() ||
+                                       std::find(options.kinds.begin(), options.kinds.end(),
+                                                 NsKind::kJail) != options.kinds.end());
+  if (want_jail) {
+    // jail_attach changes root and cwd itself, and a jail has no namespaces to add to it.
+    if (!plan.namespaces.empty() || plan.root != nullptr || plan.cwd != nullptr) {
+      return MakeError(ErrorCode::kInvalidRequest,
+                       "a jail cannot be entered together with namespaces, root or cwd");
+    }
+    return platform::EnterJail(grant.target, *jail);
   }
   return platform::EnterPlanned(plan);
 }

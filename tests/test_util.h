@@ -17,9 +17,11 @@
 
 namespace nsbroker::testing {
 
-// Open descriptors of this process, counted in /proc/self/fd (less the directory's own).
+// Open descriptors of this process, counted in /proc/self/fd (less the directory's own); on
+// FreeBSD in /dev/fd, which lists every descriptor once fdescfs(4) is mounted there.
 inline std::size_t CountOpenFds() {
   DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) dir = opendir("/dev/fd");
   if (dir == nullptr) return 0;
   std::size_t n = 0;
   while (dirent* entry = readdir(dir)) {

@@ -125,7 +125,9 @@ TEST(Config, BadKindsForTheSourceAreRefused) {
   EXPECT_EQ(ParseError("target { name: \"a\" self: true expose: [KIND_UNSPECIFIED] }").message,
             "t.conf:1:31: expose: kind must be named");
   EXPECT_EQ(ParseError("target { name: \"a\" jail: \"j\" }").message,
-            "t.conf:1:1: target 'a': this platform cannot serve its source type");
+            "t.conf:1:20: target 'a': jail targets need FreeBSD");
+  EXPECT_EQ(ParseError("\ntarget {\n name: \"www1\"\n  jail: \"3\" }").message,
+            "t.conf:4:3: target 'www1': jail targets need FreeBSD");
 }
 
 TEST(Config, OtherSemanticErrors) {

@@ -389,5 +389,25 @@ TEST(JoinRootless, AnotherUsersRootlessTargetIsRefusedWithItsOwner) {
             "CAP_SYS_ADMIN) cannot enter it");
 }
 
+// Enter (join.cc, platform-neutral) routes a jail grant to the seam; on Linux the seam says
+// plainly that jails are FreeBSD's, and a jail never mixes with namespaces.
+TEST(JoinJail, LinuxSeamRefusesJails) {
+  Grant grant{.target = "www1"};
+  grant.entries.push_back(GrantEntry{.kind = NsKind::kJail, .jid = 3, .jail_name = "www1"});
+  auto entered = Enter(grant);
+  ASSERT_FALSE(entered.has_value());
+  EXPECT_EQ(entered.error().code, ErrorCode::kInvalidRequest);
+  EXPECT_EQ(entered.error().message, "jail targets need FreeBSD");
+  grant.entries.push_back(GrantEntry{
+      .kind = NsKind::kNet, .fd = UniqueFd(open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC))});
+  auto mixed = Enter(grant);
+  ASSERT_FALSE(mixed.has_value());
+  EXPECT_EQ(mixed.error().message,
+            "a jail cannot be entered together with namespaces, root or cwd");
+  EXPECT_OK(Enter(grant, {.kinds = {NsKind::kNet}, .chroot_to_root = false,
+                          .chdir_to_cwd = false}))
+      << "asking for net alone leaves the jail entry aside (and net is our own: skipped)";
+}
+
 }  // namespace
 }  // namespace nsbroker::testing
