@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -51,6 +52,8 @@ struct ClientOptions {
   // Uids allowed to serve the socket, checked with SO_PEERCRED at connect: a user must not
   // be able to stand up a fake broker. Root is always trusted.
   std::vector<uid_t> trusted_server_uids;
+  // How long to wait for the broker's answer (SO_RCVTIMEO/SO_SNDTIMEO); then kUnavailable.
+  std::chrono::milliseconds timeout{10000};
 };
 
 class Client {
@@ -59,7 +62,8 @@ class Client {
                                               const ClientOptions& options = {});
 
   // Asks for `kinds` of `target` (empty = everything the broker lets this peer have).
-  // The broker's Error comes back with its code and message.
+  // The broker's Error comes back with its code and message. Error messages name the
+  // object that failed, not the target: callers prefix "target 'NAME': ".
   [[nodiscard]] Result<Grant> Join(std::string_view target, std::span<const NsKind> kinds = {});
 
   [[nodiscard]] Result<std::vector<TargetInfo>> List();

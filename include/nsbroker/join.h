@@ -2,7 +2,8 @@
 // spawned command, or on a helper thread for the network namespace only.
 //
 //   auto grant = client->Join("web1");
-//   if (auto r = nsbroker::Enter(*grant); !r) return Fail(r.error());
+//   auto entered = nsbroker::Enter(*grant);
+//   if (!entered) return Fail(entered.error());  // then fork if entered->pid, and Exec
 //   // or: auto pid = nsbroker::Spawn(*grant, {"hostname"});
 //   // or: auto fd = nsbroker::RunInNetwork(*grant, [] { return socket(AF_INET, ...); });
 #pragma once
@@ -29,12 +30,20 @@ struct EnterOptions {
   bool chdir_to_cwd = false;    // nsenter -w: chdir through the CWD entry (else "/" after -r)
 };
 
+// What Enter did, so that the caller knows whether its command must be forked.
+struct Entered {
+  std::vector<NsKind> kinds;  // namespaces entered, in the order of the setns calls
+  bool pid = false;           // a pid namespace was entered: only children will be inside it
+  bool user = false;          // a user namespace was entered
+};
+
 // Enters the grant in the calling process. The order follows the kernel's rules (user
 // namespace first when the caller needs the capabilities it grants, else last; decided
 // from NS_GET_USERNS/NS_GET_OWNER_UID), each setns gets the expected CLONE_NEW* type, a
 // namespace the caller is already in is skipped. mnt/user/time from a multi-threaded
 // process is a kInvalidRequest error, not a crash. A pid namespace affects only children.
-[[nodiscard]] Result<void> Enter(const Grant& grant, const EnterOptions& options = {});
+// Asking for a kind the grant lacks is kNotFound, and nothing is entered.
+[[nodiscard]] Result<Entered> Enter(const Grant& grant, const EnterOptions& options = {});
 
 struct SpawnOptions {
   EnterOptions enter;
@@ -45,15 +54,37 @@ struct SpawnOptions {
 };
 
 // Forks; the child enters, forks again after entering a pid namespace (so the command is
-// really inside it), and execs argv[0] through PATH. Returns the pid to wait for. Failures
+// really inside it), and execs argv[0] through PATH. Returns the pid to wait for; after a
+// pid namespace that is a stand-in which forwards SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 to the
+// command and ends as it ends. Failures
 // before exec come back as an Error (exec's ENOENT as kNotFound, EACCES as
 // kPermissionDenied, with sys_errno set); a pid namespace whose init has died is reported
 // as such, not as ENOMEM.
 [[nodiscard]] Result<pid_t> Spawn(const Grant& grant, const std::vector<std::string>& argv,
                                   const SpawnOptions& options = {});
 
+// Sets gid then uid (real, effective and saved) after entering, and drops supplementary
+// groups when a gid is given (tolerated inside an entered user namespace whose setgroups
+// is "deny"). Needs CAP_SETUID/CAP_SETGID where the ids are set.
+[[nodiscard]] Result<void> SetIds(std::optional<uid_t> uid, std::optional<gid_t> gid,
+                                  bool entered_user_namespace = false);
+
+// fork(2) after Enter joined a pid namespace: 0 in the child, the child's pid in the parent.
+// A pid namespace whose init has exited refuses new processes (the kernel says ENOMEM):
+// that comes back as kUnavailable "pid namespace of target 'T' has no init (its init
+// process exited)".
+[[nodiscard]] Result<pid_t> ForkIntoPidNamespace(const Grant& grant);
+
+// execvp(argv); returns only on failure: ENOENT is kNotFound, any other failure (EACCES,
+// ENOEXEC...) kPermissionDenied, sys_errno set. An empty argv is kInvalidRequest.
+[[nodiscard]] Error Exec(const std::vector<std::string>& argv);
+
+// Waits for pid (retrying EINTR) and returns its exit code, or 128+N if signal N killed it.
+[[nodiscard]] Result<int> WaitForExit(pid_t pid);
+
 // Runs fn on a new thread that has entered only the grant's network namespace and returns
-// its result; the calling threads never change namespace.
+// its result; the calling threads never change namespace. An exception fn throws is
+// rethrown in the caller.
 [[nodiscard]] Result<void> RunInNetworkImpl(const Grant& grant, const std::function<void()>& fn);
 
 template <class F>

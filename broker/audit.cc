@@ -1,0 +1,103 @@
+#include "audit.h"
+
+#include <fcntl.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <ctime>
+
+namespace nsbroker {
+namespace {
+
+std::string Escape(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// A bare token when it is one; quoted and escaped otherwise (e.g. an unknown target's name,
+// which comes from the peer).
+std::string Token(std::string_view text) {
+  bool bare = !text.empty();
+  for (char c : text) {
+    if (c <= ' ' || c == '"' || c == '\\' || c == '=' || c == 0x7f) bare = false;
+  }
+  return bare ? std::string(text) : "\"" + Escape(text) + "\"";
+}
+
+void WriteAll(int fd, std::string_view text) {
+  while (!text.empty()) {
+    ssize_t n = write(fd, text.data(), text.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    text.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+std::string FormatAuditLine(const AuditRecord& r, std::chrono::system_clock::time_point now) {
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  std::string line = "nsbroker-audit time=";
+  line += when;
+  line += r.granted ? " decision=grant" : " decision=deny";
+  line += " target=" + Token(r.target);
+  line += " kinds=" + KindSetString(r.kinds);
+  line += " peer_pid=" + std::to_string(r.peer_pid);
+  line += " peer_uid=" + std::to_string(r.peer_uid);
+  line += " peer_gid=" + std::to_string(r.peer_gid);
+  line += " reason=\"" + Escape(r.reason) + "\"";
+  return line;
+}
+
+Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec) {
+  std::unique_ptr<AuditLog> log(new AuditLog());
+  log->spec_ = spec;
+  if (spec == "syslog") {
+    openlog("nsbrokerd", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
+    log->syslog_ = true;
+  } else if (spec != "-") {
+    log->file_.reset(open(spec.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+    if (!log->file_.valid()) return SysError("audit_log " + spec);
+  }
+  return log;
+}
+
+AuditLog::~AuditLog() = default;
+
+void AuditLog::Write(const AuditRecord& record) {
+  std::string line = FormatAuditLine(record, std::chrono::system_clock::now());
+  if (syslog_) {
+    syslog(LOG_AUTHPRIV | LOG_NOTICE, "%s", line.c_str());
+    return;
+  }
+  // One write(2) per line, so that concurrent writers to an O_APPEND file never interleave.
+  line += '\n';
+  WriteAll(file_.valid() ? file_.get() : STDERR_FILENO, line);
+}
+
+void LogLine(std::string_view message) {
+  std::string line = "nsbrokerd: ";
+  line += message;
+  line += '\n';
+  WriteAll(STDERR_FILENO, line);
+}
+
+}  // namespace nsbroker

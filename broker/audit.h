@@ -1,0 +1,52 @@
+// Owns every line the broker writes: one audit line per decision, and operational log lines.
+// Never decides anything, and never lets a peer-supplied string break the line format.
+//
+//   auto audit = nsbroker::AuditLog::Open("-");   // stderr, "syslog" or a file (appended)
+//   audit->Write({.granted = true, .target = "web1", .kinds = KindBit(NsKind::kNet), ...});
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config.h"
+#include "nsbroker/error.h"
+#include "nsbroker/unique_fd.h"
+#include "policy.h"
+
+namespace nsbroker {
+
+struct AuditRecord {
+  bool granted = false;
+  std::string target;
+  KindSet kinds = 0;
+  pid_t peer_pid = 0;
+  uid_t peer_uid = 0;
+  gid_t peer_gid = 0;
+  std::string reason;
+};
+
+// nsbroker-audit time=RFC3339 decision=grant|deny target=NAME kinds=net,uts peer_pid=N
+// peer_uid=N peer_gid=N reason="..." (no trailing newline). Quotes, backslashes and control
+// characters in the reason are escaped; the target name is escaped the same way when needed.
+std::string FormatAuditLine(const AuditRecord& record, std::chrono::system_clock::time_point now);
+
+class AuditLog {
+ public:
+  // "-" = stderr, "syslog" = syslog(3) LOG_AUTHPRIV, else a file opened O_APPEND.
+  [[nodiscard]] static Result<std::unique_ptr<AuditLog>> Open(const std::string& spec);
+  ~AuditLog();
+  void Write(const AuditRecord& record);
+
+ private:
+  AuditLog() = default;
+  std::string spec_;
+  UniqueFd file_;  // the audit file; invalid for stderr and syslog
+  bool syslog_ = false;
+};
+
+// One operational line on stderr: "nsbrokerd: MESSAGE".
+void LogLine(std::string_view message);
+
+}  // namespace nsbroker

@@ -1,0 +1,416 @@
+#include "config.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <set>
+
+#include "nsbroker.pb.h"
+#include "targets.h"
+
+namespace nsbroker {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::TextFormat;
+
+// Keeps the first syntax error; protobuf reports 0-based lines and columns.
+class FirstError : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (!error_) error_ = Found{{line + 1, column + 1}, message};
+  }
+  void AddWarning(int, google::protobuf::io::ColumnNumber, const std::string&) override {}
+  struct Found {
+    Location location;
+    std::string message;
+  };
+  const std::optional<Found>& error() const { return error_; }
+
+ private:
+  std::optional<Found> error_;
+};
+
+// Field locations recorded by the parser, per message, so that semantic errors can point at
+// the line and column of the value they are about.
+class Where {
+ public:
+  Where(const TextFormat::ParseInfoTree* tree, const Descriptor* descriptor, Location fallback)
+      : tree_(tree), descriptor_(descriptor), fallback_(fallback) {}
+
+  // Location of `field` (index for repeated fields); the enclosing block if it is absent.
+  Location Of(const char* field, int index = -1) const {
+    const FieldDescriptor* f = descriptor_->FindFieldByName(field);
+    if (tree_ == nullptr || f == nullptr) return fallback_;
+    if (!f->is_repeated()) index = -1;
+    // A list ("expose: [NET, PID]") records one location, at the field name, for all of its
+    // values; so fall back to the nearest earlier value that has one.
+    for (int i = index; i >= (index < 0 ? -1 : 0); --i) {
+      auto loc = tree_->GetLocation(f, i);
+      if (loc.line >= 0) return {loc.line + 1, loc.column + 1};
+    }
+    return fallback_;
+  }
+  // The nested message `field`[index], located at its own field name.
+  Where Nested(const char* field, int index) const {
+    const FieldDescriptor* f = descriptor_->FindFieldByName(field);
+    return Where(tree_ == nullptr ? nullptr : tree_->GetTreeForNested(f, index),
+                 f->message_type(), Of(field, index));
+  }
+  Location block() const { return fallback_; }
+
+ private:
+  const TextFormat::ParseInfoTree* tree_;
+  const Descriptor* descriptor_;
+  Location fallback_;
+};
+
+class Resolver {
+ public:
+  explicit Resolver(const std::string& file) : file_(file) {}
+
+  std::unexpected<Error> Fail(Location at, const std::string& reason) const {
+    return MakeError(ErrorCode::kInvalidRequest, WhereIn(file_, at) + reason);
+  }
+
+ private:
+  const std::string& file_;
+};
+
+std::optional<passwd> LookupUser(const std::string& name, std::vector<char>& buf) {
+  passwd pw{};
+  passwd* found = nullptr;
+  buf.assign(16384, 0);
+  if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    return std::nullopt;
+  }
+  return pw;
+}
+
+std::optional<gid_t> LookupGroup(const std::string& name) {
+  group gr{};
+  group* found = nullptr;
+  std::vector<char> buf(65536);
+  if (getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+    return std::nullopt;
+  }
+  return found->gr_gid;
+}
+
+bool ValidTargetName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '_' || c == '.' || c == '@' || c == ':';
+  });
+}
+
+// Resolves one repeated Kind field into a set; UNSPECIFIED and JAIL-on-Linux are caught by the
+// caller against the source's kinds.
+Result<KindSet> KindsOf(const google::protobuf::RepeatedField<int>& kinds, const Where& where,
+                        const char* field, const Resolver& r) {
+  KindSet set = 0;
+  for (int i = 0; i < kinds.size(); ++i) {
+    auto kind = KindFromWire(kinds.Get(i));
+    if (!kind) return r.Fail(where.Of(field, i), std::string(field) + ": kind must be named");
+    set |= KindBit(*kind);
+  }
+  return set;
+}
+
+Result<RunAs> ResolveRunAs(const std::string& name, Location at, const Resolver& r) {
+  std::vector<char> buf;
+  auto pw = LookupUser(name, buf);
+  if (!pw) return r.Fail(at, "run_as: unknown user '" + name + "'");
+  RunAs out{.name = name, .uid = pw->pw_uid, .gid = pw->pw_gid};
+  int n = 64;
+  std::vector<gid_t> groups(static_cast<std::size_t>(n));
+  while (getgrouplist(name.c_str(), pw->pw_gid, groups.data(), &n) < 0) {
+    groups.resize(static_cast<std::size_t>(n) * 2);
+    n = static_cast<int>(groups.size());
+  }
+  groups.resize(static_cast<std::size_t>(n));
+  out.groups = std::move(groups);
+  return out;
+}
+
+Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, const Resolver& r) {
+  TargetSpec spec;
+  spec.name = t.name();
+  spec.location = where.block();
+  if (!ValidTargetName(t.name())) {
+    return r.Fail(t.name().empty() ? where.block() : where.Of("name"),
+                  "target name '" + t.name() +
+                      "' must be 1-64 characters of [A-Za-z0-9._@:-]");
+  }
+  const std::string quoted = "target '" + t.name() + "': ";
+  bool has_oneof = t.source_case() != v1::Target::SOURCE_NOT_SET;
+  if (has_oneof && t.path_size() > 0) {
+    return r.Fail(where.Of("path", 0), quoted + "path cannot be combined with another source");
+  }
+  switch (t.source_case()) {
+    case v1::Target::kSelf:
+      if (!t.self()) return r.Fail(where.Of("self"), quoted + "self: false is not a source");
+      spec.source = SourceType::kSelf;
+      break;
+    case v1::Target::kPid:
+      if (t.pid() <= 0) return r.Fail(where.Of("pid"), quoted + "pid must be positive");
+      spec.source = SourceType::kPid;
+      spec.pid = t.pid();
+      break;
+    case v1::Target::kPidFile:
+      if (t.pid_file().empty() || t.pid_file()[0] != '/') {
+        return r.Fail(where.Of("pid_file"), quoted + "pid_file must be an absolute path");
+      }
+      spec.source = SourceType::kPidFile;
+      spec.file = t.pid_file();
+      break;
+    case v1::Target::kNetns:
+      if (t.netns().empty() || t.netns().find('/') != std::string::npos || t.netns() == "." ||
+          t.netns() == "..") {
+        return r.Fail(where.Of("netns"), quoted + "netns must be a name under /run/netns");
+      }
+      spec.source = SourceType::kNetns;
+      spec.file = "/run/netns/" + t.netns();
+      break;
+    case v1::Target::kJail:
+      spec.source = SourceType::kJail;
+      spec.file = t.jail();
+      break;
+    case v1::Target::SOURCE_NOT_SET:
+      if (t.path_size() == 0) {
+        return r.Fail(where.block(), quoted +
+                                         "needs exactly one source: self, pid, pid_file, netns, "
+                                         "jail or path");
+      }
+      spec.source = SourceType::kPaths;
+      for (int i = 0; i < t.path_size(); ++i) {
+        const auto& p = t.path(i);
+        Where pw = where.Nested("path", i);
+        auto kind = KindFromWire(p.kind());
+        if (!kind || !IsNamespaceKind(*kind)) {
+          return r.Fail(pw.Of("kind"), quoted + "path needs a namespace kind");
+        }
+        if (p.file().empty() || p.file()[0] != '/') {
+          return r.Fail(pw.Of("file"), quoted + "path file must be an absolute path");
+        }
+        for (const auto& [k, f] : spec.paths) {
+          if (k == *kind) {
+            return r.Fail(pw.Of("kind"), quoted + "two paths for " + std::string(KindName(k)));
+          }
+        }
+        spec.paths.emplace_back(*kind, p.file());
+      }
+      break;
+  }
+  if (!SourceSupported(spec.source)) {
+    return r.Fail(where.block(), quoted + "this platform cannot serve its source type");
+  }
+  KindSet possible = SourceKinds(spec);
+  if (t.expose_size() > 0) {
+    auto expose = KindsOf(t.expose(), where, "expose", r);
+    if (!expose) return std::unexpected(std::move(expose.error()));
+    for (int i = 0; i < t.expose_size(); ++i) {
+      auto kind = static_cast<NsKind>(t.expose(i));
+      if (!KindSetHas(possible, kind)) {
+        return r.Fail(where.Of("expose", i), quoted + "its source has no " +
+                                                  std::string(KindName(kind)) + " to expose");
+      }
+    }
+    spec.expose = *expose;
+  } else {
+    spec.expose = possible;
+  }
+  for (int i = 0; i < t.allow_size(); ++i) {
+    const v1::Allow& a = t.allow(i);
+    Where aw = where.Nested("allow", i);
+    Rule rule;
+    switch (a.who_case()) {
+      case v1::Allow::kUser: {
+        std::vector<char> buf;
+        auto pw = LookupUser(a.user(), buf);
+        if (!pw) return r.Fail(aw.Of("user"), quoted + "unknown user '" + a.user() + "'");
+        rule = {Rule::Who::kUid, pw->pw_uid, "user " + a.user()};
+        break;
+      }
+      case v1::Allow::kUid:
+        rule = {Rule::Who::kUid, a.uid(), "uid " + std::to_string(a.uid())};
+        break;
+      case v1::Allow::kGroup: {
+        auto gid = LookupGroup(a.group());
+        if (!gid) return r.Fail(aw.Of("group"), quoted + "unknown group '" + a.group() + "'");
+        rule = {Rule::Who::kGid, *gid, "group " + a.group()};
+        break;
+      }
+      case v1::Allow::kGid:
+        rule = {Rule::Who::kGid, a.gid(), "gid " + std::to_string(a.gid())};
+        break;
+      case v1::Allow::WHO_NOT_SET:
+        return r.Fail(aw.block(), quoted + "allow needs one of user, uid, group, gid");
+    }
+    if (a.kinds_size() > 0) {
+      auto kinds = KindsOf(a.kinds(), aw, "kinds", r);
+      if (!kinds) return std::unexpected(std::move(kinds.error()));
+      for (int k = 0; k < a.kinds_size(); ++k) {
+        auto kind = static_cast<NsKind>(a.kinds(k));
+        if (!KindSetHas(spec.expose, kind)) {
+          return r.Fail(aw.Of("kinds", k), quoted + "allow grants " + std::string(KindName(kind)) +
+                                               ", which the target does not expose");
+        }
+      }
+      rule.kinds = *kinds;
+    } else {
+      rule.kinds = spec.expose;
+    }
+    spec.rules.push_back(std::move(rule));
+  }
+  return spec;
+}
+
+}  // namespace
+
+int KindSetSize(KindSet set) { return std::popcount(set); }
+
+std::vector<NsKind> KindSetList(KindSet set) {
+  std::vector<NsKind> out;
+  for (NsKind kind : kAllKinds) {
+    if (KindSetHas(set, kind)) out.push_back(kind);
+  }
+  return out;
+}
+
+std::string KindSetString(KindSet set) {
+  std::string out;
+  for (NsKind kind : KindSetList(set)) {
+    if (!out.empty()) out += ',';
+    out += KindName(kind);
+  }
+  return out;
+}
+
+std::string WhereIn(const std::string& file, Location location) {
+  if (location.line <= 0) return file + ": ";
+  return file + ":" + std::to_string(location.line) + ":" + std::to_string(location.column) +
+         ": ";
+}
+
+Result<Config> ParseConfig(std::string_view text, const std::string& file) {
+  v1::BrokerConfig proto;
+  TextFormat::Parser parser;
+  FirstError errors;
+  TextFormat::ParseInfoTree tree;
+  parser.RecordErrorsTo(&errors);
+  parser.WriteLocationsTo(&tree);
+  Resolver r(file);
+  if (!parser.ParseFromString(std::string(text), &proto)) {
+    if (errors.error()) return r.Fail(errors.error()->location, errors.error()->message);
+    return r.Fail({}, "cannot parse");
+  }
+  Where where(&tree, v1::BrokerConfig::descriptor(), {1, 1});
+
+  Config config;
+  config.file = file;
+  if (!proto.socket().empty()) {
+    if (proto.socket()[0] != '/') return r.Fail(where.Of("socket"), "socket must be absolute");
+    if (proto.socket().size() >= 108) {
+      return r.Fail(where.Of("socket"), "socket path is longer than sun_path allows");
+    }
+    config.socket = proto.socket();
+  }
+  if (!proto.socket_mode().empty()) {
+    const std::string& m = proto.socket_mode();
+    unsigned mode = 0;
+    auto [end, ec] = std::from_chars(m.data(), m.data() + m.size(), mode, 8);
+    if (ec != std::errc() || end != m.data() + m.size() || mode > 0777) {
+      return r.Fail(where.Of("socket_mode"), "socket_mode '" + m + "' is not an octal mode");
+    }
+    config.socket_mode = mode;
+  }
+  if (!proto.socket_group().empty()) {
+    auto gid = LookupGroup(proto.socket_group());
+    if (!gid) {
+      return r.Fail(where.Of("socket_group"),
+                    "socket_group: unknown group '" + proto.socket_group() + "'");
+    }
+    config.socket_group = *gid;
+  }
+  if (!proto.run_as().empty()) {
+    auto run_as = ResolveRunAs(proto.run_as(), where.Of("run_as"), r);
+    if (!run_as) return std::unexpected(std::move(run_as.error()));
+    config.run_as = std::move(*run_as);
+  }
+  if (!proto.audit_log().empty()) {
+    const std::string& a = proto.audit_log();
+    if (a != "-" && a != "syslog" && a[0] != '/') {
+      return r.Fail(where.Of("audit_log"),
+                    "audit_log must be \"-\", \"syslog\" or an absolute path");
+    }
+    config.audit_log = a;
+  }
+  if (proto.max_connections() > 0) config.max_connections = proto.max_connections();
+  if (proto.max_connections_per_uid() > 0) {
+    config.max_connections_per_uid = proto.max_connections_per_uid();
+  }
+  if (proto.idle_timeout_ms() > 0) config.idle_timeout_ms = proto.idle_timeout_ms();
+  if (proto.request_timeout_ms() > 0) config.request_timeout_ms = proto.request_timeout_ms();
+  if (proto.max_inflight_fds_per_uid() > 0) {
+    config.max_inflight_fds_per_uid = proto.max_inflight_fds_per_uid();
+  }
+  config.uwsgi_socket = proto.uwsgi_socket();
+  config.uwsgi_target = proto.uwsgi_target();
+
+  std::set<std::string_view> names;
+  config.targets.reserve(static_cast<std::size_t>(proto.target_size()));
+  for (int i = 0; i < proto.target_size(); ++i) {
+    Where tw = where.Nested("target", i);
+    auto spec = ResolveTarget(proto.target(i), tw, r);
+    if (!spec) return std::unexpected(std::move(spec.error()));
+    config.targets.push_back(std::move(*spec));
+    if (!names.insert(proto.target(i).name()).second) {
+      return r.Fail(tw.Of("name"), "target '" + proto.target(i).name() + "' is defined twice");
+    }
+  }
+  if (!config.uwsgi_target.empty() && !names.contains(config.uwsgi_target)) {
+    return r.Fail(where.Of("uwsgi_target"),
+                  "uwsgi_target names unknown target '" + config.uwsgi_target + "'");
+  }
+  return config;
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return SysError(ErrorCode::kNotFound, path);
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return SysError(ErrorCode::kNotFound, path);
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  return ParseConfig(text, path);
+}
+
+Config SelfConfig(const std::string& socket) {
+  Config config;
+  config.file = "<built-in>";
+  config.socket = socket;
+  config.socket_mode = 0600;
+  TargetSpec self{.name = "self", .source = SourceType::kSelf};
+  self.expose = SourceKinds(self);
+  config.targets.push_back(std::move(self));
+  return config;
+}
+
+}  // namespace nsbroker

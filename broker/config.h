@@ -1,0 +1,101 @@
+// Owns the broker configuration: parsing BrokerConfig text, resolving names and checking
+// every field, with FILE:LINE:COL in each error. Never opens a target or touches a socket.
+//
+//   auto config = nsbroker::LoadConfig("/etc/nsbroker/nsbroker.conf");
+//   if (!config) { std::cerr << config.error().message << "\n"; return 1; }
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "nsbroker/error.h"
+#include "nsbroker/ns_kind.h"
+
+namespace nsbroker {
+
+// A set of NsKind as a bit mask (bit = wire number).
+using KindSet = std::uint32_t;
+constexpr KindSet KindBit(NsKind kind) { return KindSet{1} << static_cast<int>(kind); }
+constexpr bool KindSetHas(KindSet set, NsKind kind) { return (set & KindBit(kind)) != 0; }
+int KindSetSize(KindSet set);
+// "net,uts" in wire order; "" for the empty set.
+std::string KindSetString(KindSet set);
+// The kinds of `set` in wire order.
+std::vector<NsKind> KindSetList(KindSet set);
+
+inline constexpr char kDefaultConfigPath[] = "/etc/nsbroker/nsbroker.conf";
+inline constexpr char kDefaultSocketPath[] = "/run/nsbroker/nsbroker.sock";
+
+// 1-based position of a field in the config file (0 when unknown, e.g. built-in config).
+struct Location {
+  int line = 0;
+  int column = 0;
+};
+
+enum class SourceType { kSelf, kPid, kPidFile, kNetns, kPaths, kJail };
+
+// One allow rule, resolved: it matches a uid, or a gid (primary or supplementary).
+struct Rule {
+  enum class Who { kUid, kGid };
+  Who who = Who::kUid;
+  std::uint32_t id = 0;
+  std::string label;  // as written: "user alice", "uid 1000", "group webdev", "gid 27"
+  KindSet kinds = 0;  // resolved narrowing: never empty, always within the target's expose
+};
+
+struct TargetSpec {
+  std::string name;
+  SourceType source = SourceType::kSelf;
+  pid_t pid = 0;        // kPid
+  std::string file;     // kPidFile: the pid file; kNetns: /run/netns/NAME; kJail: name or jid
+  std::vector<std::pair<NsKind, std::string>> paths;  // kPaths
+  KindSet expose = 0;   // resolved: the explicit list or the source's default
+  std::vector<Rule> rules;
+  Location location;    // of the target block, for errors found when it is opened
+};
+
+struct RunAs {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+};
+
+struct Config {
+  std::string file;  // where it came from, for error messages ("<built-in>" for --self)
+  std::string socket = kDefaultSocketPath;
+  mode_t socket_mode = 0660;
+  std::optional<gid_t> socket_group;
+  std::optional<RunAs> run_as;
+  std::string audit_log = "-";
+  std::uint32_t max_connections = 1024;
+  std::uint32_t max_connections_per_uid = 64;
+  std::uint32_t idle_timeout_ms = 10000;
+  std::uint32_t request_timeout_ms = 5000;
+  std::uint32_t max_inflight_fds_per_uid = 4096;
+  std::string uwsgi_socket;
+  std::string uwsgi_target;
+  std::vector<TargetSpec> targets;
+};
+
+// Parses and resolves `text`; `file` names it in errors ("FILE:LINE:COL: reason").
+// Every error is kInvalidRequest.
+[[nodiscard]] Result<Config> ParseConfig(std::string_view text, const std::string& file);
+
+// Reads `path` and parses it; an unreadable file is kNotFound "PATH: reason".
+[[nodiscard]] Result<Config> LoadConfig(const std::string& path);
+
+// The embedded default (`nsbrokerd --self`): target "self" = this process's namespaces,
+// root only, at `socket`.
+Config SelfConfig(const std::string& socket);
+
+// "FILE:LINE:COL: " for a location in `config` (just "FILE: " when the location is unknown).
+std::string WhereIn(const std::string& file, Location location);
+
+}  // namespace nsbroker

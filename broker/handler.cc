@@ -1,0 +1,178 @@
+#include "handler.h"
+
+#include "wire.h"
+
+namespace nsbroker {
+namespace {
+
+Outcome Fail(const Error& error, Outcome::Tally tally) {
+  Outcome out;
+  out.response = ErrorResponse(error);
+  out.tally = tally;
+  return out;
+}
+
+AuditRecord Record(bool granted, std::string_view target, KindSet kinds, const PeerIdentity& peer,
+                   std::string reason) {
+  return {.granted = granted, .target = std::string(target), .kinds = kinds,
+          .peer_pid = peer.pid, .peer_uid = peer.uid, .peer_gid = peer.gid,
+          .reason = std::move(reason)};
+}
+
+Outcome Deny(const Error& error, std::string_view target, KindSet kinds, const PeerIdentity& peer,
+             std::string reason, Outcome::Tally tally) {
+  Outcome out = Fail(error, tally);
+  out.audit = Record(false, target, kinds, peer, std::move(reason));
+  return out;
+}
+
+Outcome List(const Catalog& catalog, const PeerIdentity& peer) {
+  Outcome out;
+  out.response.set_protocol_version(kProtocolVersion);
+  auto* list = out.response.mutable_targets();
+  for (const CatalogEntry& entry : catalog.entries()) {
+    KindSet kinds = AllowedKinds(*entry.spec, peer).kinds;
+    if (kinds == 0) continue;
+    auto* t = list->add_targets();
+    t->set_name(entry.spec->name);
+    for (NsKind kind : KindSetList(kinds)) t->add_kinds(static_cast<v1::Kind>(KindToWire(kind)));
+  }
+  return out;
+}
+
+Outcome Status(const Catalog& catalog, const Stats& stats, const PeerIdentity& peer) {
+  if (peer.uid != 0) {
+    return Fail({ErrorCode::kPermissionDenied, 0,
+                 "status is for root only, not uid " + std::to_string(peer.uid)},
+                Outcome::Tally::kDenial);
+  }
+  Outcome out;
+  out.response.set_protocol_version(kProtocolVersion);
+  auto* s = out.response.mutable_status();
+  auto uptime = std::chrono::steady_clock::now() - stats.started;
+  s->set_uptime_ms(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(uptime).count()));
+  s->set_grants(stats.grants);
+  s->set_denials(stats.denials);
+  s->set_errors(stats.errors);
+  s->set_connections(stats.connections);
+  s->set_active_connections(stats.active_connections);
+  for (const CatalogEntry& entry : catalog.entries()) {
+    auto* t = s->add_targets();
+    t->set_name(entry.spec->name);
+    t->set_available(entry.gone.empty());
+    t->set_reason(entry.gone);
+  }
+  return out;
+}
+
+}  // namespace
+
+Outcome HandleJoin(const Catalog& catalog, const PeerIdentity& peer, std::string_view target,
+                   KindSet requested, std::size_t fd_budget) {
+  const CatalogEntry* entry = catalog.Find(target);
+  if (entry == nullptr && target.size() > 64) {
+    // Names are at most 64 characters; don't copy a peer's 64 KiB into the audit log.
+    std::string message = "unknown target (name of " + std::to_string(target.size()) + " bytes)";
+    return Deny({ErrorCode::kNotFound, 0, message}, "?", requested, peer, message,
+                Outcome::Tally::kError);
+  }
+  if (entry == nullptr) {
+    std::string message = "unknown target '" + std::string(target) + "'";
+    return Deny({ErrorCode::kNotFound, 0, message}, target, requested, peer, message,
+                Outcome::Tally::kError);
+  }
+  JoinDecision decision = DecideJoin(*entry->spec, peer, requested);
+  if (!decision.granted) {
+    return Deny(decision.error, target, decision.kinds, peer, decision.reason,
+                decision.error.code == ErrorCode::kPermissionDenied ? Outcome::Tally::kDenial
+                                                                    : Outcome::Tally::kError);
+  }
+  const std::string quoted = "target '" + std::string(target) + "'";
+  if (!entry->gone.empty()) {
+    std::string message = quoted + " is unavailable: " + entry->gone;
+    return Deny({ErrorCode::kUnavailable, 0, message}, target, decision.kinds, peer, message,
+                Outcome::Tally::kError);
+  }
+  auto count = static_cast<std::size_t>(KindSetSize(decision.kinds));
+  if (count > fd_budget) {
+    std::string message = quoted + ": uid " + std::to_string(peer.uid) +
+                          " has too many descriptors in unread responses";
+    return Deny({ErrorCode::kResourceExhausted, 0, message}, target, decision.kinds, peer,
+                message, Outcome::Tally::kError);
+  }
+  auto entries = entry->handle->Open(decision.kinds);
+  if (!entries) {
+    Error e = std::move(entries.error());
+    e.message = e.code == ErrorCode::kUnavailable ? quoted + " is unavailable: " + e.message
+                                                  : quoted + ": " + e.message;
+    if (e.code != ErrorCode::kUnavailable && e.code != ErrorCode::kResourceExhausted) {
+      e.code = ErrorCode::kInternal;
+    }
+    std::string reason = e.message;
+    return Deny(e, target, decision.kinds, peer, std::move(reason), Outcome::Tally::kError);
+  }
+  Outcome out;
+  out.response.set_protocol_version(kProtocolVersion);
+  auto* grant = out.response.mutable_grant();
+  grant->set_target(std::string(target));
+  for (EntryFd& e : *entries) {
+    auto* g = grant->add_entries();
+    g->set_kind(static_cast<v1::Kind>(KindToWire(e.kind)));
+    g->set_inode(e.inode);
+    g->set_device(e.device);
+    g->set_ns_id(e.ns_id);
+    g->set_fd_index(static_cast<std::uint32_t>(out.fds.size()));
+    out.fds.push_back(std::move(e.fd));
+  }
+  out.audit = Record(true, target, decision.kinds, peer, decision.reason);
+  out.tally = Outcome::Tally::kGrant;
+  return out;
+}
+
+Outcome HandleRequest(const Catalog& catalog, const Stats& stats, const PeerIdentity& peer,
+                      std::string_view bytes, std::size_t fd_budget) {
+  auto request = DecodeRequest(bytes);
+  if (!request) return Fail(request.error(), Outcome::Tally::kError);
+  switch (request->body_case()) {
+    case v1::Request::kJoin: {
+      const auto& join = request->join();
+      KindSet requested = 0;
+      for (int wire : join.kinds()) {
+        auto kind = KindFromWire(wire);
+        if (!kind) {
+          return Fail({ErrorCode::kInvalidRequest, 0,
+                       "target '" + join.target() + "': unknown kind " + std::to_string(wire)},
+                      Outcome::Tally::kError);
+        }
+        requested |= KindBit(*kind);
+      }
+      return HandleJoin(catalog, peer, join.target(), requested, fd_budget);
+    }
+    case v1::Request::kList:
+      return List(catalog, peer);
+    case v1::Request::kStatus:
+      return Status(catalog, stats, peer);
+    case v1::Request::BODY_NOT_SET:
+      break;
+  }
+  return Fail({ErrorCode::kInvalidRequest, 0, "request has no body"}, Outcome::Tally::kError);
+}
+
+void Count(Stats& stats, const Outcome& outcome) {
+  switch (outcome.tally) {
+    case Outcome::Tally::kGrant: ++stats.grants; break;
+    case Outcome::Tally::kDenial: ++stats.denials; break;
+    case Outcome::Tally::kError: ++stats.errors; break;
+    case Outcome::Tally::kNone: break;
+  }
+}
+
+std::vector<int> FdNumbers(const std::vector<UniqueFd>& fds) {
+  std::vector<int> out;
+  out.reserve(fds.size());
+  for (const UniqueFd& fd : fds) out.push_back(fd.get());
+  return out;
+}
+
+}  // namespace nsbroker

@@ -1,0 +1,64 @@
+// nsbrokerd: parses the command line and runs the service (see nsbrokerd(8)).
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "service.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: nsbrokerd [-c FILE] [--check-config] [--socket PATH] [--self] [-v]\n"
+    "  -c FILE          config file (default /etc/nsbroker/nsbroker.conf)\n"
+    "  --check-config   validate the config and exit: 0 valid, 1 FILE:LINE:COL: reason\n"
+    "  --socket PATH    serve on PATH instead of the config's socket\n"
+    "  --self           without -c: expose this process's namespaces as target 'self' to root\n"
+    "  -v               log connections\n";
+
+int Usage(const char* problem) {
+  std::fprintf(stderr, "nsbrokerd: %s\n%s", problem, kUsage);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  nsbroker::ServiceOptions options;
+  bool check = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    if (arg == "-c" || arg == "--config") {
+      const char* v = value();
+      if (v == nullptr) return Usage("-c needs a FILE");
+      options.config_path = v;
+      options.config_given = true;
+    } else if (arg == "--socket") {
+      const char* v = value();
+      if (v == nullptr || v[0] != '/') return Usage("--socket needs an absolute PATH");
+      options.socket = v;
+    } else if (arg == "--check-config") {
+      check = true;
+    } else if (arg == "--self") {
+      options.self = true;
+    } else if (arg == "-v" || arg == "--verbose") {
+      options.verbose = true;
+    } else if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else {
+      return Usage(("unknown argument '" + arg + "'").c_str());
+    }
+  }
+  if (options.self && options.config_given) return Usage("--self is the config: drop -c");
+  if (check) {
+    auto config = nsbroker::LoadServiceConfig(options);
+    if (!config) {
+      std::fprintf(stderr, "%s\n", config.error().message.c_str());
+      return 1;
+    }
+    std::printf("%s: OK, %zu targets\n", config->file.c_str(), config->targets.size());
+    return 0;
+  }
+  return nsbroker::RunService(options);
+}

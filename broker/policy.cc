@@ -1,0 +1,76 @@
+#include "policy.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+
+namespace nsbroker {
+namespace {
+
+bool Matches(const Rule& rule, const PeerIdentity& peer) {
+  if (rule.who == Rule::Who::kUid) return peer.uid == rule.id;
+  return peer.gid == rule.id ||
+         std::find(peer.groups.begin(), peer.groups.end(), rule.id) != peer.groups.end();
+}
+
+std::string Who(const PeerIdentity& peer) { return "uid " + std::to_string(peer.uid); }
+
+}  // namespace
+
+Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return SysError(ErrorCode::kInternal, "SO_PEERCRED");
+  }
+  PeerIdentity peer{.pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+  // SO_PEERGROUPS reports ERANGE with the needed size when the buffer is short.
+  std::vector<gid_t> groups(16);
+  for (;;) {
+    len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) break;
+    if (errno != ERANGE || len / sizeof(gid_t) <= groups.size()) {
+      return SysError(ErrorCode::kInternal, "SO_PEERGROUPS");
+    }
+    groups.resize(len / sizeof(gid_t));
+  }
+  groups.resize(len / sizeof(gid_t));
+  peer.groups = std::move(groups);
+  return peer;
+}
+
+Allowance AllowedKinds(const TargetSpec& spec, const PeerIdentity& peer) {
+  if (peer.uid == 0) return {spec.expose, "root"};
+  Allowance out;
+  for (const Rule& rule : spec.rules) {
+    if (!Matches(rule, peer) || (rule.kinds & ~out.kinds) == 0) continue;
+    out.kinds |= rule.kinds;
+    if (!out.reason.empty()) out.reason += ", ";
+    out.reason += "allow " + rule.label;
+  }
+  return out;
+}
+
+JoinDecision DecideJoin(const TargetSpec& spec, const PeerIdentity& peer, KindSet requested) {
+  Allowance allowed = AllowedKinds(spec, peer);
+  const std::string quoted = "target '" + spec.name + "': ";
+  KindSet wanted = requested == 0 ? spec.expose : requested;
+  if (requested == 0 && allowed.kinds != 0) wanted = allowed.kinds;
+  KindSet refused = wanted & ~allowed.kinds;
+  if (refused == 0) return {.granted = true, .kinds = wanted, .reason = allowed.reason};
+  KindSet unexposed = refused & ~spec.expose;
+  if (allowed.kinds != 0 && unexposed == refused) {
+    // The peer may use the target; it asked for something the target does not have.
+    std::string message = quoted + "does not expose " + KindSetString(unexposed);
+    return {.kinds = unexposed, .reason = message,
+            .error = {ErrorCode::kNotFound, 0, message}};
+  }
+  // Name the exposed kinds refused; what the target lacks is no business of a stranger.
+  if ((refused & spec.expose) != 0) refused &= spec.expose;
+  std::string message = quoted + Who(peer) + " may not join " + KindSetString(refused);
+  return {.kinds = refused,
+          .reason = allowed.kinds == 0 ? "no allow rule matches" : "not granted by " + allowed.reason,
+          .error = {ErrorCode::kPermissionDenied, 0, message}};
+}
+
+}  // namespace nsbroker

@@ -1,0 +1,48 @@
+// Owns who may enter what: the peer's kernel-reported identity and the allow rules of a
+// target. Never opens a descriptor and never trusts anything a client says about itself.
+//
+//   auto peer = nsbroker::ReadPeerIdentity(conn);   // SO_PEERCRED + SO_PEERGROUPS
+//   auto d = nsbroker::DecideJoin(spec, *peer, KindBit(NsKind::kNet));
+//   if (!d.granted) return d.error;  // "target 'web1': uid 65534 may not join net"
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "nsbroker/error.h"
+#include "nsbroker/unique_fd.h"
+
+namespace nsbroker {
+
+// Who the kernel says is at the other end of a connection, read once at accept.
+struct PeerIdentity {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups
+};
+
+// SO_PEERCRED and SO_PEERGROUPS of a connected AF_UNIX socket.
+[[nodiscard]] Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock);
+
+// The kinds of `spec` this peer may have (uid 0: everything exposed), and the rule that said
+// so ("root", "uid 1000", "group webdev, uid 1000" when several rules add up).
+struct Allowance {
+  KindSet kinds = 0;
+  std::string reason;
+};
+Allowance AllowedKinds(const TargetSpec& spec, const PeerIdentity& peer);
+
+// Decides a Join for `requested` kinds (0 = all the peer may have).
+struct JoinDecision {
+  bool granted = false;
+  KindSet kinds = 0;   // granted kinds, or the refused ones
+  std::string reason;  // for the audit line
+  Error error;         // when refused: kPermissionDenied or kNotFound, naming target and kinds
+};
+JoinDecision DecideJoin(const TargetSpec& spec, const PeerIdentity& peer, KindSet requested);
+
+}  // namespace nsbroker

@@ -1,0 +1,54 @@
+// Owns the one platform seam of the broker: "open and hold an entry for a target" (Linux:
+// namespace descriptors and pidfds, in targets_linux.cc). Never decides who may enter.
+//
+//   auto handle = nsbroker::OpenTarget(spec, /*hold=*/false);
+//   auto entries = (*handle)->Open(KindBit(NsKind::kNet) | KindBit(NsKind::kUts));
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "nsbroker/error.h"
+#include "nsbroker/ns_kind.h"
+#include "nsbroker/unique_fd.h"
+
+namespace nsbroker {
+
+// One entry of a grant, with its own descriptor and what identifies it.
+struct EntryFd {
+  NsKind kind = NsKind::kNet;
+  UniqueFd fd;
+  std::uint64_t inode = 0;
+  std::uint64_t device = 0;
+  std::uint64_t ns_id = 0;  // 0 where the kernel has no namespace id
+};
+
+// An opened target. Implementations are platform code; everything else sees only this.
+class TargetHandle {
+ public:
+  virtual ~TargetHandle() = default;
+  // Fresh descriptors (the caller owns them) for `kinds`, in wire order, each verified.
+  // kUnavailable with the reason when the target is gone ("process 1234 exited").
+  [[nodiscard]] virtual Result<std::vector<EntryFd>> Open(KindSet kinds) const = 0;
+  // A descriptor that becomes readable when the target goes away (a pidfd); -1 if none.
+  virtual int watch_fd() const = 0;
+  // Why the target is gone, once watch_fd() became readable: "process 1234 exited".
+  virtual std::string GoneReason() const = 0;
+};
+using TargetHandlePtr = std::unique_ptr<TargetHandle>;
+
+// Opens `spec` and checks it exists. With `hold`, every exposed descriptor is opened and kept
+// now (needed before a privilege drop, and for sources that cannot be reached later);
+// otherwise a process is pinned (pidfd) and its descriptors are fetched per grant.
+[[nodiscard]] Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool hold);
+
+// Whether this platform serves targets of this source type.
+bool SourceSupported(SourceType source);
+
+// Kinds a source can expose; the default `expose` is all of them.
+KindSet SourceKinds(const TargetSpec& spec);
+
+}  // namespace nsbroker

@@ -1,0 +1,268 @@
+// Linux side of the targets seam: namespace descriptors from /proc, nsfs files and pidfds.
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/nsfs.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstring>
+
+#include "targets.h"
+
+// Linux 6.11 pidfs ioctls (uapi linux/pidfd.h); Debian 12's headers predate them.
+#ifndef PIDFS_IOCTL_MAGIC
+#define PIDFS_IOCTL_MAGIC 0xFF
+#endif
+// NS_GET_ID (Linux 6.18, uapi linux/nsfs.h): the namespace's unique, never reused 64-bit id.
+#ifndef NS_GET_ID
+#define NS_GET_ID _IOR(NSIO, 13, __u64)
+#endif
+#ifndef NSFS_MAGIC
+#define NSFS_MAGIC 0x6e736673
+#endif
+
+namespace nsbroker {
+namespace {
+
+constexpr KindSet kProcessKinds =
+    KindBit(NsKind::kCgroup) | KindBit(NsKind::kIpc) | KindBit(NsKind::kMnt) |
+    KindBit(NsKind::kNet) | KindBit(NsKind::kPid) | KindBit(NsKind::kTime) |
+    KindBit(NsKind::kUser) | KindBit(NsKind::kUts) | KindBit(NsKind::kRoot) | KindBit(NsKind::kCwd);
+
+// PIDFD_GET_<KIND>_NAMESPACE: the task's active namespaces, as /proc/PID/ns/<kind> shows.
+unsigned long PidfdNsIoctl(NsKind kind) {
+  switch (kind) {
+    case NsKind::kCgroup: return _IO(PIDFS_IOCTL_MAGIC, 1);
+    case NsKind::kIpc: return _IO(PIDFS_IOCTL_MAGIC, 2);
+    case NsKind::kMnt: return _IO(PIDFS_IOCTL_MAGIC, 3);
+    case NsKind::kNet: return _IO(PIDFS_IOCTL_MAGIC, 4);
+    case NsKind::kPid: return _IO(PIDFS_IOCTL_MAGIC, 5);
+    case NsKind::kTime: return _IO(PIDFS_IOCTL_MAGIC, 7);
+    case NsKind::kUser: return _IO(PIDFS_IOCTL_MAGIC, 9);
+    case NsKind::kUts: return _IO(PIDFS_IOCTL_MAGIC, 10);
+    default: return 0;
+  }
+}
+
+// Fills inode/device/ns_id and checks that the descriptor is what `kind` promises: an nsfs
+// file of that namespace type, or a directory for ROOT/CWD.
+Result<EntryFd> Describe(NsKind kind, UniqueFd fd, const std::string& what) {
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return SysError(ErrorCode::kInternal, "fstat " + what);
+  EntryFd entry{.kind = kind, .inode = st.st_ino, .device = st.st_dev};
+  if (IsNamespaceKind(kind)) {
+    struct statfs fs;
+    if (fstatfs(fd.get(), &fs) != 0) return SysError(ErrorCode::kInternal, "fstatfs " + what);
+    if (fs.f_type != NSFS_MAGIC) {
+      return MakeError(ErrorCode::kInvalidRequest, what + " is not a namespace file");
+    }
+    int type = ioctl(fd.get(), NS_GET_NSTYPE);
+    if (type < 0) return SysError(ErrorCode::kInternal, "NS_GET_NSTYPE " + what);
+    if (type != KindCloneFlag(kind)) {
+      auto actual = KindFromNsType(type);
+      return MakeError(ErrorCode::kInvalidRequest,
+                       what + " is a " + std::string(actual ? KindName(*actual) : "unknown") +
+                           " namespace, not " + std::string(KindName(kind)));
+    }
+    std::uint64_t id = 0;
+    // Older kernels answer ENOTTY: the grant then carries ns_id 0 and the inode alone.
+    if (ioctl(fd.get(), NS_GET_ID, &id) == 0) entry.ns_id = id;
+  } else if (!S_ISDIR(st.st_mode)) {
+    return MakeError(ErrorCode::kInvalidRequest, what + " is not a directory");
+  }
+  entry.fd = std::move(fd);
+  return entry;
+}
+
+Result<EntryFd> OpenFile(NsKind kind, const std::string& path) {
+  int flags = IsNamespaceKind(kind) ? O_RDONLY : O_PATH | O_DIRECTORY;
+  UniqueFd fd(open(path.c_str(), flags | O_CLOEXEC));
+  if (!fd.valid()) return SysError("open " + path);
+  return Describe(kind, std::move(fd), path);
+}
+
+Result<std::vector<EntryFd>> DupHeld(const std::vector<EntryFd>& held, KindSet kinds) {
+  std::vector<EntryFd> out;
+  for (const EntryFd& h : held) {
+    if (!KindSetHas(kinds, h.kind)) continue;
+    UniqueFd fd(fcntl(h.fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd.valid()) return SysError("dup " + std::string(KindName(h.kind)) + " descriptor");
+    out.push_back({h.kind, std::move(fd), h.inode, h.device, h.ns_id});
+  }
+  return out;
+}
+
+// self, netns and path targets: every descriptor is opened once and held.
+class HeldTarget : public TargetHandle {
+ public:
+  explicit HeldTarget(std::vector<EntryFd> held) : held_(std::move(held)) {}
+  Result<std::vector<EntryFd>> Open(KindSet kinds) const override { return DupHeld(held_, kinds); }
+  int watch_fd() const override { return -1; }
+  std::string GoneReason() const override { return {}; }
+
+ private:
+  std::vector<EntryFd> held_;
+};
+
+// pid and pid_file targets: pinned by a pidfd, so a recycled pid is never served.
+class ProcessTarget : public TargetHandle {
+ public:
+  ProcessTarget(pid_t pid, UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+
+  // Opens and keeps every kind in `kinds` (hold mode: before a privilege drop).
+  Result<void> Hold(KindSet kinds) {
+    auto fds = Fetch(kinds);
+    if (!fds) return std::unexpected(std::move(fds.error()));
+    held_ = std::move(*fds);
+    holding_ = true;
+    return {};
+  }
+
+  Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
+    if (!Alive()) return Gone();
+    if (holding_) return DupHeld(held_, kinds);
+    return Fetch(kinds);
+  }
+  int watch_fd() const override { return pidfd_.get(); }
+  std::string GoneReason() const override { return "process " + std::to_string(pid_) + " exited"; }
+
+ private:
+  std::unexpected<Error> Gone() const { return MakeError(ErrorCode::kUnavailable, GoneReason()); }
+
+  // A pidfd polls readable once its process has exited (even before it is reaped).
+  bool Alive() const {
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    return poll(&p, 1, 0) == 0;
+  }
+
+  Result<std::vector<EntryFd>> Fetch(KindSet kinds) const {
+    std::vector<EntryFd> out;
+    for (NsKind kind : KindSetList(kinds)) {
+      std::string what = "/proc/" + std::to_string(pid_) + "/" +
+                         (IsNamespaceKind(kind) ? "ns/" : "") + std::string(KindProcFile(kind));
+      Result<EntryFd> entry;
+      if (IsNamespaceKind(kind)) {
+        // The pidfd names this very process, so no recycled pid can slip in here.
+        UniqueFd fd(ioctl(pidfd_.get(), PidfdNsIoctl(kind), 0));
+        if (!fd.valid()) {
+          if (errno == ESRCH) return Gone();
+          return SysError("pidfd namespace ioctl for " + what);
+        }
+        entry = Describe(kind, std::move(fd), what);
+      } else {
+        // ROOT and CWD only exist under /proc/PID: open, then re-check that the pinned process
+        // is still alive, which proves /proc/PID was not a recycled pid.
+        entry = OpenFile(kind, what);
+        if (!Alive()) return Gone();
+        if (!entry && entry.error().sys_errno == ENOENT) return Gone();
+      }
+      if (!entry) return std::unexpected(std::move(entry.error()));
+      out.push_back(std::move(*entry));
+    }
+    return out;
+  }
+
+  pid_t pid_;
+  UniqueFd pidfd_;
+  bool holding_ = false;
+  std::vector<EntryFd> held_;
+};
+
+Result<pid_t> ReadPidFile(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return SysError("open " + path);
+  char buf[32];
+  ssize_t n = read(fd.get(), buf, sizeof buf - 1);
+  if (n < 0) return SysError("read " + path);
+  std::string_view text(buf, static_cast<std::size_t>(n));
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  pid_t pid = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), pid);
+  if (ec != std::errc() || end != text.data() + text.size() || pid <= 0) {
+    return MakeError(ErrorCode::kInvalidRequest, path + " does not hold a pid");
+  }
+  return pid;
+}
+
+Result<TargetHandlePtr> OpenProcess(pid_t pid, KindSet kinds, bool hold) {
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.valid()) {
+    if (errno == ESRCH) return MakeError(ErrorCode::kUnavailable, "no process " + std::to_string(pid));
+    return SysError("pidfd_open " + std::to_string(pid));
+  }
+  auto target = std::make_unique<ProcessTarget>(pid, std::move(pidfd));
+  pollfd p{target->watch_fd(), POLLIN, 0};
+  if (poll(&p, 1, 0) != 0) return MakeError(ErrorCode::kUnavailable, target->GoneReason());
+  if (hold) {
+    auto held = target->Hold(kinds);
+    if (!held) return std::unexpected(std::move(held.error()));
+  }
+  return target;
+}
+
+}  // namespace
+
+bool SourceSupported(SourceType source) { return source != SourceType::kJail; }
+
+KindSet SourceKinds(const TargetSpec& spec) {
+  switch (spec.source) {
+    case SourceType::kSelf:
+    case SourceType::kPid:
+    case SourceType::kPidFile:
+      return kProcessKinds;
+    case SourceType::kNetns:
+      return KindBit(NsKind::kNet);
+    case SourceType::kPaths: {
+      KindSet set = 0;
+      for (const auto& [kind, file] : spec.paths) set |= KindBit(kind);
+      return set;
+    }
+    case SourceType::kJail:
+      return 0;
+  }
+  return 0;
+}
+
+Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool hold) {
+  switch (spec.source) {
+    case SourceType::kPid:
+      return OpenProcess(spec.pid, spec.expose, hold);
+    case SourceType::kPidFile: {
+      auto pid = ReadPidFile(spec.file);
+      if (!pid) return std::unexpected(std::move(pid.error()));
+      return OpenProcess(*pid, spec.expose, hold);
+    }
+    case SourceType::kSelf:
+    case SourceType::kNetns:
+    case SourceType::kPaths: {
+      std::vector<EntryFd> held;
+      for (NsKind kind : KindSetList(spec.expose)) {
+        std::string path;
+        if (spec.source == SourceType::kSelf) {
+          path = std::string(IsNamespaceKind(kind) ? "/proc/self/ns/" : "/proc/self/") +
+                 std::string(KindProcFile(kind));
+        } else if (spec.source == SourceType::kNetns) {
+          path = spec.file;
+        } else {
+          for (const auto& [k, file] : spec.paths) {
+            if (k == kind) path = file;
+          }
+        }
+        auto entry = OpenFile(kind, path);
+        if (!entry) return std::unexpected(std::move(entry.error()));
+        held.push_back(std::move(*entry));
+      }
+      return std::make_unique<HeldTarget>(std::move(held));
+    }
+    case SourceType::kJail:
+      break;
+  }
+  return MakeError(ErrorCode::kInvalidRequest, "jail targets need FreeBSD");
+}
+
+}  // namespace nsbroker

@@ -1,0 +1,183 @@
+#include "nsbroker/client.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "enter.h"
+#include "wire.h"
+
+namespace nsbroker {
+namespace {
+
+// A grant holds at most one descriptor per kind.
+constexpr std::size_t kMaxGrantFds = kAllKinds.size();
+
+std::string Quoted(NsKind kind) { return "'" + std::string(KindName(kind)) + "'"; }
+
+Result<void> SetTimeouts(BorrowedFd sock, std::chrono::milliseconds timeout) {
+  auto ms = timeout.count();
+  timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+  if (setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+      setsockopt(sock.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) {
+    return SysError(ErrorCode::kInternal, "setsockopt SO_RCVTIMEO");
+  }
+  return {};
+}
+
+// One request, one response; the broker's Error becomes ours with its code and message.
+Result<std::pair<v1::Response, std::vector<UniqueFd>>> RoundTrip(BorrowedFd sock,
+                                                                 const v1::Request& request,
+                                                                 std::size_t max_fds) {
+  if (auto sent = SendMessage(sock, request); !sent) {
+    sent.error().message = "send to the broker: " + sent.error().message;
+    return std::unexpected(std::move(sent.error()));
+  }
+  auto datagram = ReceiveDatagram(sock, max_fds);
+  if (!datagram) {
+    Error& error = datagram.error();
+    if (error.sys_errno == EAGAIN || error.sys_errno == EWOULDBLOCK) {
+      error.message = "the broker did not answer in time";
+    } else {
+      error.message = "receive from the broker: " + error.message;
+    }
+    return std::unexpected(std::move(error));
+  }
+  auto response = DecodeResponse(datagram->bytes, datagram->fds.size());
+  if (!response) {
+    response.error().message = "bad response from the broker: " + response.error().message;
+    return std::unexpected(std::move(response.error()));
+  }
+  if (response->has_error()) {
+    return std::unexpected(
+        Error{ErrorCodeFromWire(response->error().code()), 0, response->error().message()});
+  }
+  return std::pair(std::move(*response), std::move(datagram->fds));
+}
+
+v1::Request NewRequest() {
+  v1::Request request;
+  request.set_protocol_version(kProtocolVersion);
+  return request;
+}
+
+}  // namespace
+
+const GrantEntry* Grant::Find(NsKind kind) const {
+  for (const GrantEntry& entry : entries) {
+    if (entry.kind == kind) return &entry;
+  }
+  return nullptr;
+}
+
+Result<Client> Client::Connect(const std::string& socket_path, const ClientOptions& options) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path) {
+    return MakeError(ErrorCode::kInvalidRequest,
+                     "broker socket path '" + socket_path + "' is empty or too long");
+  }
+  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  UniqueFd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) return SysError(ErrorCode::kResourceExhausted, "socket(AF_UNIX)");
+  if (auto r = SetTimeouts(sock, options.timeout); !r) return std::unexpected(std::move(r.error()));
+  int rc;
+  do {
+    rc = connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    ErrorCode code = (errno == EACCES || errno == EPERM) ? ErrorCode::kPermissionDenied
+                                                          : ErrorCode::kUnavailable;
+    return SysError(code, "connect to the broker at " + socket_path);
+  }
+  // The kernel's word on who listens there: a socket anyone could create must not be able
+  // to hand us (or jailme) namespaces of its choosing.
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return SysError(ErrorCode::kInternal, "SO_PEERCRED of " + socket_path);
+  }
+  const auto& trusted = options.trusted_server_uids;
+  if (cred.uid != 0 && std::find(trusted.begin(), trusted.end(), cred.uid) == trusted.end()) {
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "the socket " + socket_path + " is served by uid " +
+                         std::to_string(cred.uid) + ", which is not root nor a trusted broker uid");
+  }
+  return Client(std::move(sock), cred.uid);
+}
+
+Result<Grant> Client::Join(std::string_view target, std::span<const NsKind> kinds) {
+  v1::Request request = NewRequest();
+  auto* join = request.mutable_join();
+  join->set_target(std::string(target));
+  for (NsKind kind : kinds) join->add_kinds(static_cast<v1::Kind>(KindToWire(kind)));
+  auto answer = RoundTrip(sock_, request, kMaxGrantFds);
+  if (!answer) return std::unexpected(std::move(answer.error()));
+  auto& [response, fds] = *answer;
+  if (!response.has_grant()) {
+    return MakeError(ErrorCode::kInternal, "the broker answered a join with no grant");
+  }
+  const v1::Grant& wire = response.grant();
+  if (wire.target() != target) {
+    return MakeError(ErrorCode::kInternal,
+                     "the broker granted target '" + wire.target() + "' instead");
+  }
+  Grant grant;
+  grant.target = wire.target();
+  for (const auto& in : wire.entries()) {
+    NsKind kind = *KindFromWire(in.kind());  // DecodeResponse checked every kind
+    if (grant.Find(kind) != nullptr) {
+      return MakeError(ErrorCode::kInvalidRequest, "the grant names " + Quoted(kind) + " twice");
+    }
+    if (!kinds.empty() && std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+      return MakeError(ErrorCode::kInvalidRequest,
+                       "the broker granted " + Quoted(kind) + ", which was not asked for");
+    }
+    GrantEntry entry{.kind = kind,
+                     .inode = in.inode(),
+                     .device = in.device(),
+                     .ns_id = in.ns_id(),
+                     .jid = in.jid(),
+                     .jail_name = in.jail_name()};
+    // DecodeResponse checked that the index is in range and used once.
+    if (in.has_fd_index()) entry.fd = std::move(fds[in.fd_index()]);
+    if (auto r = platform::CheckEntry(entry); !r) {
+      r.error().message = "refusing the grant: " + r.error().message;
+      return std::unexpected(std::move(r.error()));
+    }
+    grant.entries.push_back(std::move(entry));
+  }
+  return grant;
+}
+
+Result<std::vector<TargetInfo>> Client::List() {
+  v1::Request request = NewRequest();
+  request.mutable_list();
+  auto answer = RoundTrip(sock_, request, 0);
+  if (!answer) return std::unexpected(std::move(answer.error()));
+  const v1::Response& response = answer->first;
+  if (!response.has_targets()) {
+    return MakeError(ErrorCode::kInternal, "the broker answered a list with no target list");
+  }
+  std::vector<TargetInfo> out;
+  for (const auto& target : response.targets().targets()) {
+    TargetInfo info{.name = target.name()};
+    for (int wire_kind : target.kinds()) {
+      auto kind = KindFromWire(wire_kind);
+      if (!kind) {
+        return MakeError(ErrorCode::kInvalidRequest,
+                         "target '" + target.name() + "' lists an unknown kind " +
+                             std::to_string(wire_kind));
+      }
+      info.kinds.push_back(*kind);
+    }
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+}  // namespace nsbroker

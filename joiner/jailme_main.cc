@@ -1,0 +1,287 @@
+// jailme: the setuid-root helper that lets an ordinary user run a command inside a broker
+// target. The broker, asked as the user, decides; jailme enters as root, then drops back to
+// the user for good and execs. See docs/jailme.1 for the security model.
+//
+// Nothing the caller controls changes where jailme connects or what it trusts: the socket
+// path is compiled in (NSB_SOCKET_PATH), the broker must be served by root, the environment
+// is rebuilt from an allow-list and the host's passwd. The order below is the contract of
+// issue 5 and STYLE.md section 5 [bubblewrap main, openssh ssh-keysign.c].
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "jailme_privs.h"
+#include "nsbroker/client.h"
+#include "nsbroker/join.h"
+
+#ifndef NSB_SOCKET_PATH
+#error "NSB_SOCKET_PATH must be defined by the build (CMake cache variable)"
+#endif
+
+namespace nsbroker {
+namespace {
+
+constexpr char kSocketPath[] = NSB_SOCKET_PATH;
+constexpr char kPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+constexpr int kExitFailure = 125;       // jailme itself failed (coreutils env/chroot)
+constexpr int kExitNotExecutable = 126;
+constexpr int kExitNotFound = 127;
+constexpr std::size_t kMaxTargetName = 255;
+
+[[noreturn]] void Die(const std::string& message) {
+  std::fprintf(stderr, "jailme: %s\n", message.c_str());
+  _exit(kExitFailure);
+}
+
+[[noreturn]] void DieTarget(std::string_view target, const std::string& reason) {
+  Die("target '" + std::string(target) + "': " + reason);
+}
+
+// Descriptors 0-2 must be open before jailme opens anything: a caller that closed them
+// would otherwise see the broker socket or a namespace descriptor land on stdout or stderr,
+// and jailme's own messages (or the command's output) be written into it. glibc does the
+// same before main for a setuid start (csu/check_fds.c, /dev/full for stdin); this covers
+// every other start (root running jailme, another libc). No O_CLOEXEC on purpose: these
+// become the command's standard descriptors.
+void EnsureStdio() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    int opened = open("/dev/null", O_RDWR);  // lowest free descriptor: `fd`
+    if (opened != fd) _exit(kExitFailure);   // cannot even report it safely
+  }
+}
+
+// TERM, LANG, LC_* and TZ only change how the user's own command presents itself; they are
+// copied aside and everything else (LD_*, NSBROKER_*, PATH, HOME...) is gone before jailme
+// does anything else, so neither jailme's libc nor the command ever sees it.
+std::vector<std::string> TakeEnvironment() {
+  std::vector<std::string> kept;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string_view kv(*entry);
+    std::string_view key = kv.substr(0, kv.find('='));
+    if (key.size() == kv.size()) continue;
+    if (key == "TERM" || key == "LANG" || key == "TZ" || key.starts_with("LC_")) {
+      kept.emplace_back(kv);
+    }
+  }
+  clearenv();
+  return kept;
+}
+
+// The caller's account, from the *host's* passwd, looked up before entering anything: files
+// inside the target are the target's to forge.
+struct Account {
+  std::optional<std::string> name;  // no passwd entry: USER/LOGNAME are not set
+  std::string home = "/";
+  std::string shell = "/bin/sh";
+};
+
+Account LookupAccount(uid_t uid) {
+  Account account;
+  const passwd* pw = getpwuid(uid);
+  if (pw == nullptr) return account;
+  account.name = pw->pw_name;
+  if (pw->pw_dir != nullptr && pw->pw_dir[0] != '\0') account.home = pw->pw_dir;
+  if (pw->pw_shell != nullptr && pw->pw_shell[0] != '\0') account.shell = pw->pw_shell;
+  return account;
+}
+
+void BuildEnvironment(const std::vector<std::string>& kept, const Account& account) {
+  for (const auto& kv : kept) {
+    std::size_t eq = kv.find('=');
+    setenv(kv.substr(0, eq).c_str(), kv.c_str() + eq + 1, 1);
+  }
+  setenv("PATH", kPath, 1);
+  setenv("HOME", account.home.c_str(), 1);
+  setenv("SHELL", account.shell.c_str(), 1);
+  if (account.name) {
+    setenv("USER", account.name->c_str(), 1);
+    setenv("LOGNAME", account.name->c_str(), 1);
+  }
+}
+
+[[noreturn]] void Usage(int status) {
+  std::fprintf(status == 0 ? stdout : stderr,
+               "usage: jailme TARGET [CMD [ARG...]]\n"
+               "       jailme --list\n"
+               "Runs CMD (default: your login shell) as yourself inside TARGET, if the broker\n"
+               "at %s allows it. See jailme(1).\n",
+               kSocketPath);
+  _exit(status == 0 ? 0 : kExitFailure);
+}
+
+Result<Client> ConnectToBroker() {
+  // No trusted_server_uids: only a broker whose listening socket was created by root is
+  // believed (SO_PEERCRED of the server, checked by Client::Connect). Otherwise a user who
+  // can bind the socket path (say, after the broker died) could hand us descriptors of
+  // their choice to enter as root.
+  return Client::Connect(kSocketPath, ClientOptions{});
+}
+
+[[noreturn]] void List(const Caller& caller) {
+  // Nothing to enter: drop for good before talking to the broker at all.
+  DropForGood(caller);
+  auto client = ConnectToBroker();
+  if (!client) Die(client.error().message);
+  auto targets = client->List();
+  if (!targets) Die(targets.error().message);
+  for (const auto& target : *targets) {
+    std::string kinds;
+    for (NsKind kind : target.kinds) {
+      if (!kinds.empty()) kinds += ",";
+      kinds += KindName(kind);
+    }
+    std::printf("%s\t%s\n", target.name.c_str(), kinds.c_str());
+  }
+  _exit(std::fflush(stdout) == 0 ? 0 : kExitFailure);
+}
+
+pid_t g_command = -1;
+
+void ForwardSignal(int sig) { kill(g_command, sig); }
+
+// The parent left behind by the fork after a pid namespace: already dropped to the user, it
+// holds nothing but fds 0-2 and only reports how the command ended (128+N for signal N).
+[[noreturn]] void WaitAndExit(pid_t child) {
+  g_command = child;
+  // Terminal SIGINT/SIGQUIT reach the whole foreground process group: the command decides.
+  std::signal(SIGINT, SIG_IGN);
+  std::signal(SIGQUIT, SIG_IGN);
+  std::signal(SIGTERM, ForwardSignal);
+  std::signal(SIGHUP, ForwardSignal);
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0) {
+    if (errno != EINTR) Die(std::string("waitpid: ") + std::strerror(errno));
+  }
+  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+  _exit(128 + WTERMSIG(status));
+}
+
+int Main(int argc, char** argv) {
+  EnsureStdio();
+  // prctl(2) PR_SET_DUMPABLE: a non-dumpable process cannot be ptraced or have its /proc
+  // files opened by anyone lacking CAP_SYS_PTRACE, in particular not by processes of the
+  // target once we are inside its pid namespace, nor by the caller while we hold root.
+  // execve of the user's command resets it.
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) Die("prctl(PR_SET_DUMPABLE): failed");
+  std::vector<std::string> kept_env = TakeEnvironment();
+  if (geteuid() != 0) {
+    Die("not installed setuid root (effective uid " + std::to_string(geteuid()) +
+        "): it needs root to enter namespaces; see jailme(1)");
+  }
+
+  if (argc < 2) Usage(kExitFailure);
+  std::string_view first = argv[1];
+  if (first == "-h" || first == "--help") Usage(0);
+  bool list = first == "--list";
+  if (list && argc != 2) Usage(kExitFailure);
+  if (!list && (first.empty() || first[0] == '-' || first.size() > kMaxTargetName)) {
+    Usage(kExitFailure);
+  }
+
+  const Caller caller = RecordCaller();
+  if (list) List(caller);
+  if (auto r = ActAsCaller(caller); !r) Die(r.error().message);
+  std::string target(first);
+  const Account account = LookupAccount(caller.uid);  // as the user, before any target file
+
+  // Asked as the user: the broker's SO_PEERCRED/SO_PEERGROUPS see the caller's uid, gid and
+  // groups, so its policy (not jailme) decides. The connection is closed right after.
+  auto grant = [&]() -> Result<Grant> {
+    auto client = ConnectToBroker();
+    if (!client) return std::unexpected(std::move(client.error()));
+    return client->Join(target);
+  }();
+  if (!grant) DieTarget(target, grant.error().message);
+
+  // Every namespace but the user namespace is entered as root. The user namespace (a
+  // rootless target) is entered after the drop, as the user: then the kernel's own rule
+  // (CAP_SYS_ADMIN in that namespace, i.e. the user owns it) decides, and root never
+  // carries its host identity into a namespace some user controls.
+  EnterOptions as_root{.kinds = {}, .chroot_to_root = grant->Find(NsKind::kRoot) != nullptr,
+                       .chdir_to_cwd = grant->Find(NsKind::kCwd) != nullptr};
+  for (const auto& entry : grant->entries) {
+    if (IsNamespaceKind(entry.kind) && entry.kind != NsKind::kUser) {
+      as_root.kinds.push_back(entry.kind);
+    }
+  }
+  // An empty list would mean "everything" to Enter; a grant with nothing to enter would
+  // run the command on the host, which is never what the caller asked for.
+  if (as_root.kinds.empty()) DieTarget(target, "the broker granted no namespace to enter");
+  bool enter_user = grant->Find(NsKind::kUser) != nullptr;
+  bool fork_after = grant->Find(NsKind::kPid) != nullptr;
+
+  if (auto r = RegainRoot(); !r) DieTarget(target, r.error().message);
+  // setns(2) needs CAP_SYS_ADMIN over each namespace's owner (mnt also CAP_SYS_CHROOT);
+  // Enter checks every descriptor's type and passes it to setns. setns into a mount
+  // namespace resets root and cwd to that namespace's root; ROOT/CWD then give the target's
+  // own view (chroot needs CAP_SYS_CHROOT, hence before the drop).
+  if (auto r = Enter(*grant, as_root); !r) DieTarget(target, r.error().message);
+  // runc CVE-2024-21626: never leave the cwd on a host directory inside a target.
+  if (!as_root.chdir_to_cwd && chdir("/") != 0) {
+    DieTarget(target, std::string("chdir /: ") + std::strerror(errno));
+  }
+  DropForGood(caller);
+
+  // setns(2) with a pid namespace only moves later children: fork, so the command is inside.
+  // Both sides are already the user; the parent only waits.
+  if (fork_after) {
+    pid_t child = fork();
+    if (child < 0 && errno == ENOMEM) {
+      DieTarget(target, "its pid namespace has no init process any more (the target died)");
+    }
+    if (child < 0) DieTarget(target, std::string("fork: ") + std::strerror(errno));
+    if (child > 0) {
+      grant = Grant{};  // close every descriptor of the target in this process
+      if (close_range(3, ~0U, 0) != 0) Die("close_range failed");
+      WaitAndExit(child);
+    }
+  }
+  if (enter_user) {
+    if (auto r = Enter(*grant, EnterOptions{.kinds = {NsKind::kUser}}); !r) {
+      DieTarget(target, r.error().message);
+    }
+  }
+  grant = Grant{};
+
+  // prctl(2) PR_SET_NO_NEW_PRIVS: execve(2) then never grants privileges, so a setuid or
+  // file-capability binary in the target's filesystem (which the target's owner controls)
+  // cannot turn the user into root. Policy decision, as bubblewrap: jailme lets a user run
+  // their own programs inside, never the target's privileged ones (no su/sudo inside).
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) Die("prctl(PR_SET_NO_NEW_PRIVS): failed");
+  // close_range(2): whatever else is open (NSS, a descriptor inherited from the caller that
+  // is not close-on-exec) does not reach the command; fds 0-2 are the caller's.
+  if (close_range(3, ~0U, 0) != 0) Die("close_range failed");
+  BuildEnvironment(kept_env, account);
+
+  std::vector<char*> command;
+  std::string shell = account.shell;
+  if (argc > 2) {
+    command.assign(argv + 2, argv + argc);
+  } else {
+    command.push_back(shell.data());
+  }
+  command.push_back(nullptr);
+  execvp(command[0], command.data());
+  int err = errno;
+  std::fprintf(stderr, "jailme: target '%s': cannot run '%s': %s\n", target.c_str(), command[0],
+               std::strerror(err));
+  return err == ENOENT ? kExitNotFound : kExitNotExecutable;
+}
+
+}  // namespace
+}  // namespace nsbroker
+
+int main(int argc, char** argv) { return nsbroker::Main(argc, argv); }

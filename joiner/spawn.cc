@@ -1,0 +1,250 @@
+// Running things inside a grant: a command (fork, enter, fork again for a pid namespace,
+// exec) or a function on a thread inside the network namespace only.
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <system_error>
+#include <thread>
+
+#include "enter.h"
+#include "nsbroker/join.h"
+
+namespace nsbroker {
+namespace {
+
+// What a spawned child writes to its close-on-exec report pipe when it fails before exec;
+// a successful exec closes the pipe with nothing written. One write of at most PIPE_BUF
+// bytes is atomic, so the parent never sees half a report.
+struct ReportHeader {
+  std::int32_t code;
+  std::int32_t sys_errno;
+  std::uint32_t length;
+};
+constexpr std::size_t kMaxReport = 2048;
+
+[[noreturn]] void ReportAndExit(int fd, const Error& error, int status) {
+  char buf[kMaxReport];
+  std::size_t length = std::min(error.message.size(), sizeof buf - sizeof(ReportHeader));
+  ReportHeader header{static_cast<std::int32_t>(error.code), error.sys_errno,
+                      static_cast<std::uint32_t>(length)};
+  std::memcpy(buf, &header, sizeof header);
+  std::memcpy(buf + sizeof header, error.message.data(), length);
+  ssize_t ignored = write(fd, buf, sizeof header + length);
+  (void)ignored;  // nobody is left to tell
+  _exit(status);
+}
+
+// Reads the child's report until every write end is closed: empty means exec succeeded.
+Result<void> ReadReport(BorrowedFd fd) {
+  std::string data;
+  char buf[kMaxReport];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    data.append(buf, static_cast<std::size_t>(n));
+  }
+  if (data.empty()) return {};
+  ReportHeader header;
+  if (data.size() < sizeof header) {
+    return MakeError(ErrorCode::kInternal, "the spawned child failed with a short report");
+  }
+  std::memcpy(&header, data.data(), sizeof header);
+  std::size_t length = std::min<std::size_t>(header.length, data.size() - sizeof header);
+  Error error{static_cast<ErrorCode>(header.code), header.sys_errno,
+              data.substr(sizeof header, length)};
+  if (header.code < 0 || header.code > static_cast<int>(ErrorCode::kInternal)) {
+    error.code = ErrorCode::kInternal;
+  }
+  return std::unexpected(std::move(error));
+}
+
+// Makes `fd` the child's descriptor `target`; a descriptor already in place only loses
+// close-on-exec (dup2 onto itself would leave the flag set and exec would close it).
+Result<void> Redirect(int fd, int target) {
+  if (fd < 0) return {};
+  if (fd == target) {
+    if (fcntl(fd, F_SETFD, 0) != 0) return SysError(ErrorCode::kInternal, "fcntl F_SETFD");
+    return {};
+  }
+  if (dup2(fd, target) < 0) return SysError(ErrorCode::kInternal, "dup2");
+  return {};
+}
+
+int ExitCode(int status) {
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+volatile sig_atomic_t g_command_pid = 0;
+
+void Forward(int sig) {
+  int saved = errno;
+  if (g_command_pid > 0) kill(static_cast<pid_t>(g_command_pid), sig);
+  errno = saved;
+}
+
+// The middle process of Spawn after a pid namespace: it stands for the command, so it
+// passes on the signals a caller sends to the pid it was given, and ends as the command
+// ended (the same signal, without a core dump of its own, or the same exit code).
+[[noreturn]] void StandInFor(pid_t command) {
+  g_command_pid = command;
+  struct sigaction forward {};
+  forward.sa_handler = Forward;
+  for (int sig : {SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaction(sig, &forward, nullptr);
+  // A terminal sends these to the whole process group: the command has them already.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGQUIT, SIG_IGN);
+  int status = 0;
+  while (waitpid(command, &status, 0) < 0) {
+    if (errno != EINTR) _exit(125);
+  }
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    rlimit no_core{0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, nullptr);
+    kill(getpid(), sig);
+  }
+  _exit(ExitCode(status));
+}
+
+// The child of Spawn: enter, maybe fork into the pid namespace, exec. Never returns.
+[[noreturn]] void SpawnChild(int report, const Grant& grant, const std::vector<std::string>& argv,
+                             const SpawnOptions& options) {
+  for (auto [fd, target] : {std::pair{options.stdin_fd, 0}, std::pair{options.stdout_fd, 1},
+                            std::pair{options.stderr_fd, 2}}) {
+    if (auto r = Redirect(fd, target); !r) ReportAndExit(report, r.error(), 125);
+  }
+  auto entered = Enter(grant, options.enter);
+  if (!entered) ReportAndExit(report, entered.error(), 125);
+  if (auto ids = SetIds(options.uid, options.gid, entered->user); !ids) {
+    ReportAndExit(report, ids.error(), 125);
+  }
+  if (entered->pid && options.fork_after_pid) {
+    auto command = ForkIntoPidNamespace(grant);
+    if (!command) ReportAndExit(report, command.error(), 125);
+    if (*command > 0) {
+      close(report);
+      StandInFor(*command);
+    }
+  }
+  Error error = Exec(argv);
+  ReportAndExit(report, error, error.sys_errno == ENOENT ? 127 : 126);
+}
+
+}  // namespace
+
+Result<void> SetIds(std::optional<uid_t> uid, std::optional<gid_t> gid,
+                    bool entered_user_namespace) {
+  if (gid) {
+    // A rootless target's user namespace usually has setgroups "deny"
+    // (user_namespaces(7)); there EPERM only means there is nothing to drop.
+    if (setgroups(0, nullptr) != 0 && !(entered_user_namespace && errno == EPERM)) {
+      return SysError("setgroups");
+    }
+    if (setresgid(*gid, *gid, *gid) != 0) return SysError("setresgid " + std::to_string(*gid));
+  }
+  if (uid) {
+    if (setresuid(*uid, *uid, *uid) != 0) return SysError("setresuid " + std::to_string(*uid));
+  }
+  return {};
+}
+
+Result<pid_t> ForkIntoPidNamespace(const Grant& grant) {
+  pid_t pid = fork();
+  if (pid >= 0) return pid;
+  // alloc_pid() fails with ENOMEM once the namespace's init is gone (pid_namespaces(7)).
+  if (errno == ENOMEM) {
+    return std::unexpected(Error{ErrorCode::kUnavailable, ENOMEM,
+                                 "pid namespace of target '" + grant.target +
+                                     "' has no init (its init process exited)"});
+  }
+  return SysError(ErrorCode::kResourceExhausted, "fork");
+}
+
+Error Exec(const std::vector<std::string>& argv) {
+  if (argv.empty()) return Error{ErrorCode::kInvalidRequest, 0, "no command to run"};
+  std::vector<char*> args;
+  args.reserve(argv.size() + 1);
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  execvp(args[0], args.data());
+  int err = errno;
+  return Error{err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kPermissionDenied, err,
+               "exec " + argv[0] + ": " + std::strerror(err)};
+}
+
+Result<int> WaitForExit(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return SysError(ErrorCode::kInternal, "waitpid " + std::to_string(pid));
+  }
+  return ExitCode(status);
+}
+
+Result<pid_t> Spawn(const Grant& grant, const std::vector<std::string>& argv,
+                    const SpawnOptions& options) {
+  if (argv.empty()) return MakeError(ErrorCode::kInvalidRequest, "no command to run");
+  int ends[2];
+  if (pipe2(ends, O_CLOEXEC) != 0) return SysError(ErrorCode::kResourceExhausted, "pipe2");
+  UniqueFd read_end(ends[0]), write_end(ends[1]);
+  pid_t pid = fork();
+  if (pid < 0) return SysError(ErrorCode::kResourceExhausted, "fork");
+  if (pid == 0) {
+    // Above the standard descriptors, so that redirecting them cannot close the report.
+    int report = fcntl(write_end.get(), F_DUPFD_CLOEXEC, 3);
+    if (report < 0) _exit(125);
+    // Only `report` may keep the pipe open: the middle process of a pid namespace closes
+    // it before waiting, and the parent waits for end-of-file.
+    write_end.reset();
+    read_end.reset();
+    SpawnChild(report, grant, argv, options);
+  }
+  write_end.reset();
+  auto report = ReadReport(read_end);
+  if (!report) {
+    (void)WaitForExit(pid);  // reap the failed child; its report says why
+    return std::unexpected(std::move(report.error()));
+  }
+  return pid;
+}
+
+Result<void> RunInNetworkImpl(const Grant& grant, const std::function<void()>& fn) {
+  const GrantEntry* net = grant.Find(NsKind::kNet);
+  if (net == nullptr) return MakeError(ErrorCode::kNotFound, "the grant has no 'net' entry");
+  Result<void> result;
+  std::exception_ptr thrown;
+  try {
+    // A thread of its own: setns(CLONE_NEWNET) changes only the calling thread, and this
+    // one ends with fn, so no other thread ever runs in the target's network namespace.
+    std::thread worker([&] {
+      result = platform::EnterNetworkOnThisThread(*net);
+      if (!result) return;
+      try {
+        fn();
+      } catch (...) {
+        thrown = std::current_exception();
+      }
+    });
+    worker.join();
+  } catch (const std::system_error& e) {
+    return MakeError(ErrorCode::kResourceExhausted, std::string("thread: ") + e.what());
+  }
+  if (thrown) std::rethrow_exception(thrown);
+  return result;
+}
+
+}  // namespace nsbroker

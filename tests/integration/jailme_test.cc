@@ -1,0 +1,334 @@
+// jailme end to end: a setuid-root copy of the real binary, run as uid 65534 and 65533 against
+// the real nsbrokerd and a real target. Never mocks the kernel, never touches the host's /run.
+//
+// jailme's socket path is compiled in (NSB_SOCKET_PATH), so the test binary is built with the
+// same value and each test first moves into a private mount namespace with a fresh tmpfs over
+// that path's directory. The broker it starts binds the compiled-in path there; tests running
+// in parallel (ctest -j, other build trees) each have their own and never clash.
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "test_util.h"
+
+namespace nsbroker::testing {
+namespace {
+
+constexpr char kSocketPath[] = NSB_SOCKET_PATH;
+constexpr uid_t kNobody = 65534;  // in the host's passwd: nobody, /nonexistent, nologin
+constexpr uid_t kOther = 65533;   // no passwd entry
+constexpr gid_t kWebGroup = 65532;
+constexpr char kHostname[] = "jailme-web1";
+constexpr char kFixedPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+std::string NsLink(const std::string& path) {
+  char buf[256];
+  ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
+  return n < 0 ? std::string() : std::string(buf, static_cast<std::size_t>(n));
+}
+
+// A private mount namespace for this test process and its children, with an empty tmpfs on
+// the deepest existing ancestor of the socket's directory (then the missing directories).
+::testing::AssertionResult PrivateSocketDirectory() {
+  if (unshare(CLONE_NEWNS) != 0) return ::testing::AssertionFailure() << "unshare(CLONE_NEWNS)";
+  // Slave, not shared: nothing mounted here may propagate back to the host.
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) {
+    return ::testing::AssertionFailure() << "make / a slave mount: " << std::strerror(errno);
+  }
+  std::filesystem::path dir = std::filesystem::path(kSocketPath).parent_path();
+  std::filesystem::path base = dir;
+  while (!std::filesystem::exists(base)) base = base.parent_path();
+  if (base == "/") {
+    return ::testing::AssertionFailure() << "NSB_SOCKET_PATH " << kSocketPath
+                                         << " would need a tmpfs over /";
+  }
+  if (mount("tmpfs", base.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0) {
+    return ::testing::AssertionFailure() << "tmpfs on " << base << ": " << std::strerror(errno);
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return ::testing::AssertionFailure() << "mkdir " << dir << ": " << ec.message();
+  chmod(dir.c_str(), 0755);
+  return ::testing::AssertionSuccess();
+}
+
+// A SEQPACKET listener created by `uid` (so SO_PEERCRED names that uid), as a user who wants
+// jailme to trust them would make one. Every accepted connection writes a byte to a pipe.
+struct FakeBroker {
+  ChildProcess process;
+  UniqueFd connections;  // non-blocking read end
+
+  bool Connected() const {
+    char byte;
+    return read(connections.get(), &byte, 1) == 1;
+  }
+};
+
+FakeBroker StartFakeBroker(const std::string& path, uid_t uid) {
+  int ready[2], conns[2];
+  if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(conns, O_CLOEXEC | O_NONBLOCK) != 0) std::abort();
+  UniqueFd ready_r(ready[0]), ready_w(ready[1]), conns_r(conns[0]), conns_w(conns[1]);
+  pid_t pid = fork();
+  if (pid < 0) std::abort();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (setgroups(0, nullptr) != 0 || setresgid(uid, uid, uid) != 0 ||
+        setresuid(uid, uid, uid) != 0) {
+      _exit(1);
+    }
+    UniqueFd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    if (bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        chmod(path.c_str(), 0666) != 0 || listen(sock.get(), 8) != 0 ||
+        write(ready_w.get(), "r", 1) != 1) {
+      _exit(2);
+    }
+    for (;;) {
+      UniqueFd conn(accept4(sock.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (conn.valid() && write(conns_w.get(), "c", 1) != 1) _exit(3);
+    }
+  }
+  FakeBroker fake{ChildProcess(pid), std::move(conns_r)};
+  ready_w.reset();
+  char byte;
+  if (read(ready_r.get(), &byte, 1) != 1) ADD_FAILURE() << "the fake broker did not start";
+  return fake;
+}
+
+class JailmeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(RequireRoot());
+    ASSERT_TRUE(PrivateSocketDirectory());
+    auto target = Target::Start({.hostname = kHostname});
+    ASSERT_OK(target);
+    target_.emplace(std::move(*target));
+    // A setuid-root copy in a directory every uid can reach, on a mount without nosuid.
+    jailme_ = dir_.Join("jailme");
+    std::filesystem::copy_file(JailmeBinary(), jailme_);
+    ASSERT_EQ(chown(jailme_.c_str(), 0, 0), 0);
+    ASSERT_EQ(chmod(jailme_.c_str(), 04755), 0);  // after chown, which clears the bit
+    // A directory the unprivileged commands can write into (the target shares this fs).
+    ASSERT_EQ(mkdir(Shared("").c_str(), 0777), 0);
+    ASSERT_EQ(chmod(Shared("").c_str(), 0777), 0);
+  }
+
+  std::string Shared(const std::string& name) const { return dir_.Join("shared/" + name); }
+
+  // Allows root, uid 65534 and group 65532 into "web1"; everyone else is denied.
+  void StartBroker() {
+    std::string config = std::string("socket: \"") + kSocketPath + "\"\n" +
+                         "socket_mode: \"0666\"\n"
+                         "target { name: \"web1\" pid: " + std::to_string(target_->pid()) +
+                         " allow { uid: 0 } allow { uid: " + std::to_string(kNobody) + " }" +
+                         " allow { gid: " + std::to_string(kWebGroup) + " } }\n";
+    auto broker = Broker::Start(config);
+    ASSERT_OK(broker);
+    broker_.emplace(std::move(*broker));
+  }
+
+  RunResult Jailme(uid_t uid, const std::vector<std::string>& args, RunOptions options = {}) {
+    options.uid = uid;
+    if (!options.env) options.env = std::map<std::string, std::string>{{"PATH", "/usr/bin:/bin"}};
+    std::vector<std::string> argv = {jailme_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, options);
+  }
+
+  // Started with fds 0-2 closed, jailme must not let the broker socket or a namespace
+  // descriptor become the command's stdin/stdout/stderr. For a setuid start glibc already puts
+  // /dev/full (stdin) and /dev/null there (csu/check_fds.c); run by root (no AT_SECURE) it is
+  // jailme's own EnsureStdio that does, with /dev/null.
+  void ExpectHarmlessStdio(std::optional<uid_t> uid, bool dev_full_stdin) {
+    std::string file = Shared("fds-" + std::to_string(uid.value_or(0)));
+    RunOptions options{.uid = uid, .env = std::map<std::string, std::string>{{"PATH", "/bin"}},
+                       .close_stdio = true};
+    // fd 8 keeps the command's original stdout while fd 9 collects the report.
+    auto r = RunCommand({jailme_, "web1", "/bin/sh", "-c",
+                         "exec 9>" + file + " 8>&1; readlink /proc/self/fd/0 /proc/self/fd/8 " +
+                             "/proc/self/fd/2 >&9; ls -l /proc/self/fd >&9; hostname >&9"},
+                        options);
+    EXPECT_EQ(r.status, 0);
+    std::ifstream in(file);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto lines = Lines(text.str());
+    ASSERT_GE(lines.size(), 4u) << text.str();
+    EXPECT_EQ(lines[0], dev_full_stdin ? "/dev/full" : "/dev/null") << text.str();
+    EXPECT_EQ(lines[1], "/dev/null") << text.str();
+    EXPECT_EQ(lines[2], "/dev/null") << text.str();
+    for (const auto& line : lines) {
+      EXPECT_EQ(line.find("socket:"), std::string::npos) << line;
+      EXPECT_EQ(line.find(":[40"), std::string::npos) << "a namespace descriptor: " << line;
+    }
+    EXPECT_EQ(lines.back(), kHostname) << text.str();
+  }
+
+  TempDir dir_;
+  std::string jailme_;
+  std::optional<Target> target_;
+  std::optional<Broker> broker_;
+};
+
+TEST_F(JailmeTest, AllowedUserRunsInsideTheTargetAsThemselvesWithoutPrivileges) {
+  StartBroker();
+  auto r = Jailme(kNobody, {"web1", "/bin/sh", "-c",
+                            "hostname; id -u; id -g; id -G; pwd -P;"
+                            "for k in uts net ipc mnt pid cgroup; do readlink /proc/self/ns/$k; done;"
+                            "grep -E '^(CapPrm|CapEff|CapAmb|NoNewPrivs):' /proc/self/status"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 15u) << r.out;
+  EXPECT_EQ(lines[0], kHostname);
+  EXPECT_EQ(lines[1], "65534");
+  EXPECT_EQ(lines[2], "65534");
+  EXPECT_EQ(lines[3], "65534");
+  EXPECT_EQ(lines[4], NsLink("/proc/" + std::to_string(target_->pid()) + "/cwd"));
+  const char* kinds[] = {"uts", "net", "ipc", "mnt", "pid", "cgroup"};
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(lines[5 + i], NsLink(target_->NsPath(kinds[i]))) << kinds[i];
+    EXPECT_NE(lines[5 + i], NsLink(std::string("/proc/self/ns/") + kinds[i])) << kinds[i];
+  }
+  EXPECT_EQ(lines[11], "CapPrm:\t0000000000000000");
+  EXPECT_EQ(lines[12], "CapEff:\t0000000000000000");
+  EXPECT_EQ(lines[13], "CapAmb:\t0000000000000000");
+  EXPECT_EQ(lines[14], "NoNewPrivs:\t1");
+}
+
+TEST_F(JailmeTest, SecondUserAllowedByGroupKeepsTheirGroups) {
+  StartBroker();
+  auto r = Jailme(kOther, {"web1", "/bin/sh", "-c", "hostname; id -u; id -g; id -G; echo \"$HOME\""},
+                  {.groups = {kWebGroup}});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, std::string(kHostname) + "\n65533\n65533\n65533 65532\n/\n");
+}
+
+TEST_F(JailmeTest, DeniedUserGetsTheBrokersReasonAndNothingRuns) {
+  StartBroker();
+  auto r = Jailme(kOther, {"web1", "/bin/sh", "-c", "echo ran; touch " + Shared("ran")});
+  EXPECT_EQ(r.status, 125);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err.rfind("jailme: target 'web1': ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("65533"), std::string::npos) << "the reason names the uid: " << r.err;
+  EXPECT_FALSE(std::filesystem::exists(Shared("ran")));
+  EXPECT_TRUE(broker_->WaitForLog("decision=deny target=web1")) << broker_->log();
+  EXPECT_NE(broker_->log().find("peer_uid=65533"), std::string::npos) << broker_->log();
+}
+
+TEST_F(JailmeTest, EnvironmentHoldsOnlyTheAllowedKeys) {
+  StartBroker();
+  std::map<std::string, std::string> env = {
+      {"TERM", "xterm-test"}, {"LANG", "C.UTF-8"},       {"LC_TIME", "C"},
+      {"TZ", "UTC"},          {"PATH", "/evil/bin"},     {"HOME", "/evil"},
+      {"USER", "root"},       {"SHELL", "/evil/sh"},     {"IFS", "x"},
+      {"BASH_ENV", "/evil"},  {"NSBROKER_SOCKET", "/x"}, {"LD_LIBRARY_PATH", "/evil"},
+      {"FOO", "bar"}};
+  auto r = Jailme(kNobody, {"web1", "/usr/bin/env"}, {.env = env});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::map<std::string, std::string> seen;
+  for (const auto& line : Lines(r.out)) {
+    auto eq = line.find('=');
+    seen[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  std::map<std::string, std::string> expected = {
+      {"TERM", "xterm-test"}, {"LANG", "C.UTF-8"},          {"LC_TIME", "C"},
+      {"TZ", "UTC"},          {"PATH", kFixedPath},         {"HOME", "/nonexistent"},
+      {"USER", "nobody"},     {"LOGNAME", "nobody"},        {"SHELL", "/usr/sbin/nologin"}};
+  EXPECT_EQ(seen, expected);
+}
+
+TEST_F(JailmeTest, LdPreloadDoesNotReachTheCommand) {
+  StartBroker();
+  auto r = Jailme(kNobody, {"web1", "/bin/sh", "-c", "echo \"[$LD_PRELOAD]\""},
+                  {.env = std::map<std::string, std::string>{
+                       {"LD_PRELOAD", Shared("missing.so")}, {"PATH", "/usr/bin:/bin"}}});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "[]\n");
+  EXPECT_EQ(r.err.find("LD_PRELOAD"), std::string::npos) << r.err;
+}
+
+TEST_F(JailmeTest, NsbrokerSocketVariableIsIgnored) {
+  StartBroker();
+  FakeBroker fake = StartFakeBroker(Shared("fake.sock"), kNobody);
+  auto r = Jailme(kNobody, {"web1", "hostname"},
+                  {.env = std::map<std::string, std::string>{
+                       {"NSBROKER_SOCKET", Shared("fake.sock")}, {"PATH", "/usr/bin:/bin"}}});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, std::string(kHostname) + "\n");
+  EXPECT_FALSE(fake.Connected());
+}
+
+TEST_F(JailmeTest, BrokerSocketNotServedByRootIsRefused) {
+  // The compiled-in path itself, bound by an unprivileged user (as after the broker died).
+  ASSERT_EQ(chmod(std::filesystem::path(kSocketPath).parent_path().c_str(), 01777), 0);
+  FakeBroker fake = StartFakeBroker(kSocketPath, kNobody);
+  auto r = Jailme(kNobody, {"web1", "/bin/sh", "-c", "echo ran; touch " + Shared("ran")});
+  EXPECT_EQ(r.status, 125);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err.rfind("jailme: target 'web1': ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("65534"), std::string::npos) << "names the server's uid: " << r.err;
+  EXPECT_FALSE(std::filesystem::exists(Shared("ran")));
+}
+
+TEST_F(JailmeTest, ClosedStdioNeverBecomesADescriptorJailmeOpened) {
+  StartBroker();
+  ExpectHarmlessStdio(kNobody, /*dev_full_stdin=*/true);
+  ExpectHarmlessStdio(std::nullopt, /*dev_full_stdin=*/false);  // root: EnsureStdio
+}
+
+TEST_F(JailmeTest, NotSetuidRefusesWith125) {
+  std::string plain = dir_.Join("jailme-plain");
+  std::filesystem::copy_file(JailmeBinary(), plain);
+  ASSERT_EQ(chmod(plain.c_str(), 0755), 0);
+  auto r = RunCommand({plain, "web1", "/bin/true"}, {.uid = kNobody});
+  EXPECT_EQ(r.status, 125);
+  EXPECT_NE(r.err.find("jailme: not installed setuid root"), std::string::npos) << r.err;
+}
+
+TEST_F(JailmeTest, ListShowsTheTargetsTheUserMayJoin) {
+  StartBroker();
+  auto r = Jailme(kNobody, {"--list"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("web1\t", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("uts"), std::string::npos) << r.out;
+}
+
+TEST_F(JailmeTest, ExitStatusIsTheCommandsOr126And127) {
+  StartBroker();
+  EXPECT_EQ(Jailme(kNobody, {"web1", "/bin/sh", "-c", "exit 7"}).status, 7);
+  EXPECT_EQ(Jailme(kNobody, {"web1", "/bin/sh", "-c", "kill -9 $$"}).status, 128 + 9);
+  auto missing = Jailme(kNobody, {"web1", "no-such-command-here"});
+  EXPECT_EQ(missing.status, 127);
+  EXPECT_EQ(missing.err.rfind("jailme: target 'web1': ", 0), 0u) << missing.err;
+  EXPECT_EQ(Jailme(kNobody, {"web1", "/etc/passwd"}).status, 126);
+}
+
+}  // namespace
+}  // namespace nsbroker::testing

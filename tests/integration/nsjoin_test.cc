@@ -1,0 +1,281 @@
+// The real nsjoin binary against the real nsbrokerd over real namespaces, as root and as
+// uid 65534: what is inside, exit statuses, errors, --list.
+#include <fcntl.h>
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <linux/sockios.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "nsbroker/client.h"
+#include "nsbroker/join.h"
+#include "test_util.h"
+
+namespace nsbroker::testing {
+namespace {
+
+constexpr uid_t kNobody = 65534;
+
+// A process in a mount namespace of its own, chrooted into `dir` (which bind-mounts /usr
+// and holds /marker) and working in /sub: what -r and -w must reproduce.
+ChildProcess StartChrooted(const TempDir& dir) {
+  for (const char* sub : {"usr", "sub"}) mkdir(dir.Join(sub).c_str(), 0755);
+  for (const char* link : {"bin", "lib", "lib64", "sbin"}) {
+    EXPECT_EQ(symlink((std::string("usr/") + link).c_str(), dir.Join(link).c_str()), 0);
+  }
+  dir.Write("marker", "chrooted\n");
+  int ready[2];
+  EXPECT_EQ(pipe2(ready, O_CLOEXEC), 0);
+  UniqueFd ready_r(ready[0]), ready_w(ready[1]);
+  pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        mount("/usr", dir.Join("usr").c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0 ||
+        chroot(dir.path().c_str()) != 0 || chdir("/sub") != 0 ||
+        write(ready_w.get(), "r", 1) != 1) {
+      _exit(1);
+    }
+    for (;;) pause();
+  }
+  ready_w.reset();
+  char byte;
+  EXPECT_EQ(read(ready_r.get(), &byte, 1), 1);
+  return ChildProcess(pid);
+}
+
+class NsjoinTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(RequireRoot());
+    auto web1 = Target::Start({.hostname = "web1-host"});
+    ASSERT_OK(web1);
+    web1_.emplace(std::move(*web1));
+    auto rootless = Target::Start({.hostname = "rootless-host", .user_owner_uid = kNobody});
+    ASSERT_OK(rootless);
+    rootless_.emplace(std::move(*rootless));
+    chrooted_ = StartChrooted(chroot_dir_);
+    std::string config =
+        "socket_mode: \"0666\"\n"
+        "target { name: \"web1\" pid: " + std::to_string(web1_->pid()) +
+        "  allow { uid: 0 } allow { uid: 65534 kinds: [UTS] } }\n"
+        "target { name: \"rootless\" pid: " + std::to_string(rootless_->pid()) +
+        "  allow { uid: 0 } allow { uid: 65534 } }\n"
+        "target { name: \"jail\" pid: " + std::to_string(chrooted_.pid()) +
+        "  allow { uid: 0 } }\n";
+    auto broker = Broker::Start(config);
+    ASSERT_OK(broker);
+    broker_.emplace(std::move(*broker));
+  }
+
+  RunResult Nsjoin(const std::vector<std::string>& args, RunOptions options = {}) {
+    std::vector<std::string> argv = {NsjoinBinary(), "--socket", broker_->socket()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, options);
+  }
+
+  std::string Inode(const Target& target, const char* kind) {
+    return std::to_string(NsInode(target.NsPath(kind)));
+  }
+
+  std::optional<Target> web1_;
+  std::optional<Target> rootless_;
+  TempDir chroot_dir_;
+  ChildProcess chrooted_;
+  std::optional<Broker> broker_;
+};
+
+TEST_F(NsjoinTest, HostnameAndNamespaceInodesAreTheTargets) {
+  auto r = Nsjoin({"-t", "web1", "--", "sh", "-c",
+                   "hostname; stat -L -c %i /proc/self/ns/uts /proc/self/ns/net "
+                   "/proc/self/ns/ipc /proc/self/ns/mnt /proc/self/ns/cgroup /proc/self/ns/pid"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  std::string expected = "web1-host\n";
+  for (const char* kind : {"uts", "net", "ipc", "mnt", "cgroup", "pid"}) {
+    expected += Inode(*web1_, kind) + "\n";
+  }
+  EXPECT_EQ(r.out, expected);
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(NsjoinTest, OnlyTheKindsAskedForAreEntered) {
+  auto r = Nsjoin({"-t", "web1", "-u", "--", "sh", "-c",
+                   "hostname; stat -L -c %i /proc/self/ns/net"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "web1-host\n" + std::to_string(NsInode("/proc/self/ns/net")) + "\n");
+}
+
+TEST_F(NsjoinTest, PidPutsTheCommandInTheTargetsPidNamespace) {
+  auto r = Nsjoin({"-t", "web1", "-p", "--", "sh", "-c",
+                   "exec stat -L -c %i /proc/self/ns/pid"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, Inode(*web1_, "pid") + "\n");
+  // The target's init is pid 1 there, so the command has a small pid of its own inside.
+  auto nspid = Nsjoin({"-t", "web1", "-p", "-m", "--", "grep", "NSpid", "/proc/self/status"});
+  EXPECT_EQ(nspid.status, 0) << nspid.err;
+  EXPECT_EQ(std::count(nspid.out.begin(), nspid.out.end(), '\t'), 2) << nspid.out;
+  // -F: no fork, so the command itself stays in ours (nsenter's meaning).
+  auto no_fork = Nsjoin({"-t", "web1", "-p", "-F", "--", "stat", "-L", "-c", "%i",
+                         "/proc/self/ns/pid"});
+  EXPECT_EQ(no_fork.out, std::to_string(NsInode("/proc/self/ns/pid")) + "\n");
+}
+
+TEST_F(NsjoinTest, RootAndWdComeFromTheTarget) {
+  auto r = Nsjoin({"-t", "jail", "-r", "-w", "--", "sh", "-c", "pwd; cat /marker"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "/sub\nchrooted\n");
+  auto root_only = Nsjoin({"-t", "jail", "-m", "-r", "--", "sh", "-c", "pwd; cat /marker"});
+  EXPECT_EQ(root_only.status, 0) << root_only.err;
+  EXPECT_EQ(root_only.out, "/\nchrooted\n");
+  auto wd_only = Nsjoin({"-t", "web1", "-w", "--", "pwd"});
+  EXPECT_EQ(wd_only.status, 0) << wd_only.err;
+  char cwd[4096] = {};
+  ASSERT_GT(readlink(("/proc/" + std::to_string(web1_->pid()) + "/cwd").c_str(), cwd,
+                     sizeof cwd - 1),
+            0);
+  EXPECT_EQ(wd_only.out, std::string(cwd) + "\n");
+}
+
+TEST_F(NsjoinTest, ExitStatusIsTheCommandsOwn) {
+  for (const char* kind : {"-u", "-p"}) {  // exec in place, and through the fork for -p
+    EXPECT_EQ(Nsjoin({"-t", "web1", kind, "--", "sh", "-c", "exit 7"}).status, 7) << kind;
+    EXPECT_EQ(Nsjoin({"-t", "web1", kind, "--", "sh", "-c", "kill -TERM $$"}).status,
+              128 + SIGTERM)
+        << kind;
+    auto missing = Nsjoin({"-t", "web1", kind, "--", "/nonexistent/cmd"});
+    EXPECT_EQ(missing.status, 127) << kind;
+    EXPECT_EQ(missing.err,
+              "nsjoin: target 'web1': exec /nonexistent/cmd: No such file or directory\n");
+    TempDir dir;
+    dir.Write("script", "#!/bin/sh\n");  // not executable
+    auto denied = Nsjoin({"-t", "web1", kind, "--", dir.Join("script")});
+    EXPECT_EQ(denied.status, 126) << kind;
+    EXPECT_NE(denied.err.find("Permission denied"), std::string::npos) << denied.err;
+  }
+}
+
+TEST_F(NsjoinTest, OptionsAfterTheCommandAreTheCommands) {
+  auto r = Nsjoin({"-t", "web1", "-u", "echo", "-n", "-t", "x"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "-t x");
+}
+
+TEST_F(NsjoinTest, DefaultCommandIsTheShell) {
+  auto r = Nsjoin({"-t", "web1", "-u"},
+                  {.env = std::map<std::string, std::string>{{"SHELL", "/bin/sh"},
+                                                             {"PATH", "/usr/bin:/bin"}},
+                   .stdin_data = "hostname\n"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "web1-host\n");
+}
+
+TEST_F(NsjoinTest, UnknownTargetFailsWith125) {
+  auto r = Nsjoin({"-t", "nope", "--", "true"});
+  EXPECT_EQ(r.status, 125);
+  EXPECT_TRUE(r.err.starts_with("nsjoin: target 'nope': ")) << r.err;
+  EXPECT_NE(r.err.find("unknown target"), std::string::npos) << r.err;
+}
+
+TEST_F(NsjoinTest, NoBrokerFailsWith125) {
+  auto r = RunCommand({NsjoinBinary(), "--socket", chroot_dir_.Join("none.sock"), "-t", "web1"});
+  EXPECT_EQ(r.status, 125);
+  EXPECT_NE(r.err.find("nsjoin: target 'web1': connect to the broker at"), std::string::npos)
+      << r.err;
+  auto usage = RunCommand({NsjoinBinary(), "-x"});
+  EXPECT_EQ(usage.status, 125);
+  EXPECT_NE(usage.err.find("usage: nsjoin"), std::string::npos) << usage.err;
+}
+
+TEST_F(NsjoinTest, SocketComesFromTheEnvironment) {
+  auto r = RunCommand({NsjoinBinary(), "-t", "web1", "-u", "hostname"},
+                      {.env = std::map<std::string, std::string>{
+                           {"NSBROKER_SOCKET", broker_->socket()}, {"PATH", "/usr/bin:/bin"}}});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "web1-host\n");
+}
+
+TEST_F(NsjoinTest, DeniedKindsNameTheKindsAndTheUid) {
+  auto r = Nsjoin({"-t", "web1", "-n", "--", "true"}, {.uid = kNobody});
+  EXPECT_EQ(r.status, 125);
+  EXPECT_TRUE(r.err.starts_with("nsjoin: target 'web1': ")) << r.err;
+  EXPECT_NE(r.err.find("net"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("65534"), std::string::npos) << r.err;
+  EXPECT_TRUE(broker_->WaitForLog("65534")) << broker_->log();
+}
+
+TEST_F(NsjoinTest, GrantedRootOwnedNamespaceStillNeedsCapabilities) {
+  // Policy lets 65534 have web1's uts descriptor, but the kernel wants CAP_SYS_ADMIN over
+  // a root-owned namespace: a descriptor is not a capability.
+  auto r = Nsjoin({"-t", "web1", "-u", "--", "hostname"}, {.uid = kNobody});
+  EXPECT_EQ(r.status, 125);
+  EXPECT_NE(r.err.find("nsjoin: target 'web1': setns uts: Operation not permitted"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_F(NsjoinTest, UnprivilegedOwnerJoinsARootlessTarget) {
+  auto r = Nsjoin({"-t", "rootless", "--", "sh", "-c",
+                   "hostname; id -u; stat -L -c %i /proc/self/ns/user /proc/self/ns/pid"},
+                  {.uid = kNobody});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "rootless-host\n0\n" + Inode(*rootless_, "user") + "\n" +
+                       Inode(*rootless_, "pid") + "\n");
+}
+
+TEST_F(NsjoinTest, RootJoinsARootlessTargetAsItsRoot) {
+  auto r = Nsjoin({"-t", "rootless", "--", "sh", "-c", "hostname; id -u"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "rootless-host\n0\n");
+}
+
+TEST_F(NsjoinTest, ListJsonParses) {
+  auto r = Nsjoin({"--list", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  google::protobuf::ListValue list;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &list).ok()) << r.out;
+  ASSERT_EQ(list.values_size(), 3) << r.out;
+  const auto& web1 = list.values(0).struct_value().fields();
+  EXPECT_EQ(web1.at("name").string_value(), "web1");
+  std::vector<std::string> kinds;
+  for (const auto& kind : web1.at("kinds").list_value().values()) {
+    kinds.push_back(kind.string_value());
+  }
+  EXPECT_NE(std::find(kinds.begin(), kinds.end(), "net"), kinds.end()) << r.out;
+  EXPECT_NE(std::find(kinds.begin(), kinds.end(), "uts"), kinds.end()) << r.out;
+
+  auto nobody = Nsjoin({"--list"}, {.uid = kNobody});
+  EXPECT_EQ(nobody.status, 0) << nobody.err;
+  EXPECT_NE(nobody.out.find("web1 uts\n"), std::string::npos) << nobody.out;
+  EXPECT_EQ(nobody.out.find("jail"), std::string::npos) << nobody.out;
+}
+
+TEST_F(NsjoinTest, LibraryRunsInTheNetworkNamespaceThroughTheBroker) {
+  auto client = Client::Connect(broker_->socket());
+  ASSERT_OK(client);
+  std::vector<NsKind> kinds = {NsKind::kNet};
+  auto grant = client->Join("web1", kinds);
+  ASSERT_OK(grant);
+  ino_t outside = NsInode("/proc/thread-self/ns/net");
+  auto sock = RunInNetwork(*grant, [] { return UniqueFd(socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0)); });
+  ASSERT_OK(sock);
+  UniqueFd netns(ioctl(sock->get(), SIOCGSKNS));
+  struct stat st {};
+  ASSERT_EQ(fstat(netns.get(), &st), 0);
+  EXPECT_EQ(std::to_string(st.st_ino), Inode(*web1_, "net"));
+  EXPECT_EQ(NsInode("/proc/thread-self/ns/net"), outside);
+}
+
+}  // namespace
+}  // namespace nsbroker::testing
