@@ -98,6 +98,12 @@ class Hostile : public ::testing::Test {
     ASSERT_GT(baseline_, 0u);
   }
 
+  void TearDown() override {
+    if (broker_) {
+      EXPECT_EQ(StopCleanly(*broker_), "");
+    }
+  }
+
   const std::string& socket() const { return broker_->socket(); }
 
   // The promise after every hostile case: nsjoin still enters the target, and the broker

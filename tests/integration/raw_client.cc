@@ -1,6 +1,7 @@
 #include "raw_client.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <grp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -165,6 +166,14 @@ long CpuTicks(pid_t pid) {
     }
   }
   return utime + stime;
+}
+
+std::string StopCleanly(Broker& broker) {
+  int status = broker.process().Stop(SIGTERM);
+  if (status == 0) return "";
+  std::string log = broker.log();
+  if (log.size() > 6000) log = "..." + log.substr(log.size() - 6000);
+  return "nsbrokerd exited with " + std::to_string(status) + ":\n" + log;
 }
 
 void RaiseNofile(std::size_t n) {

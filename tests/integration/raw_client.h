@@ -52,6 +52,11 @@ long RssKib(pid_t pid);
 // utime + stime of PID, in clock ticks.
 long CpuTicks(pid_t pid);
 
+// Stops the broker with SIGTERM and returns "" if it exited 0, else its status and the end
+// of its log: a sanitizer build reports leaks and errors at exit, and that must fail a test.
+class Broker;
+std::string StopCleanly(Broker& broker);
+
 // Raises this process's soft RLIMIT_NOFILE to at least `n` (up to the hard limit).
 void RaiseNofile(std::size_t n);
 
