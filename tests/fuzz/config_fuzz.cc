@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "config.h"
+#include "targets.h"
 
 namespace {
 
