@@ -1,17 +1,17 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
-
-#include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
 
 #include <algorithm>
 #include <bit>
 #include <charconv>
 #include <set>
+#include <unordered_map>
 
 #include "nsbroker.pb.h"
 #include "targets.h"
@@ -64,8 +64,8 @@ class Where {
   // The nested message `field`[index], located at its own field name.
   Where Nested(const char* field, int index) const {
     const FieldDescriptor* f = descriptor_->FindFieldByName(field);
-    return Where(tree_ == nullptr ? nullptr : tree_->GetTreeForNested(f, index),
-                 f->message_type(), Of(field, index));
+    return Where(tree_ == nullptr ? nullptr : tree_->GetTreeForNested(f, index), f->message_type(),
+                 Of(field, index));
   }
   Location block() const { return fallback_; }
 
@@ -75,6 +75,8 @@ class Where {
   Location fallback_;
 };
 
+// Turns semantic errors into FILE:LINE:COL messages and resolves user and group names, each
+// name once per load (NSS reads /etc/passwd per call; 10,000 targets may name the same group).
 class Resolver {
  public:
   explicit Resolver(const std::string& file) : file_(file) {}
@@ -83,35 +85,49 @@ class Resolver {
     return MakeError(ErrorCode::kInvalidRequest, WhereIn(file_, at) + reason);
   }
 
+  struct User {
+    uid_t uid;
+    gid_t gid;
+  };
+  std::optional<User> LookupUser(const std::string& name) {
+    auto it = users_.find(name);
+    if (it != users_.end()) return it->second;
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    std::optional<User> user;
+    if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
+      user = User{found->pw_uid, found->pw_gid};
+    }
+    users_.emplace(name, user);
+    return user;
+  }
+
+  std::optional<gid_t> LookupGroup(const std::string& name) {
+    auto it = groups_.find(name);
+    if (it != groups_.end()) return it->second;
+    group gr{};
+    group* found = nullptr;
+    std::vector<char> buf(65536);
+    std::optional<gid_t> gid;
+    if (getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
+      gid = found->gr_gid;
+    }
+    groups_.emplace(name, gid);
+    return gid;
+  }
+
  private:
   const std::string& file_;
+  std::unordered_map<std::string, std::optional<User>> users_;
+  std::unordered_map<std::string, std::optional<gid_t>> groups_;
 };
-
-std::optional<passwd> LookupUser(const std::string& name, std::vector<char>& buf) {
-  passwd pw{};
-  passwd* found = nullptr;
-  buf.assign(16384, 0);
-  if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
-    return std::nullopt;
-  }
-  return pw;
-}
-
-std::optional<gid_t> LookupGroup(const std::string& name) {
-  group gr{};
-  group* found = nullptr;
-  std::vector<char> buf(65536);
-  if (getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
-    return std::nullopt;
-  }
-  return found->gr_gid;
-}
 
 bool ValidTargetName(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.' || c == '@' || c == ':';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '@' || c == ':';
   });
 }
 
@@ -128,14 +144,13 @@ Result<KindSet> KindsOf(const google::protobuf::RepeatedField<int>& kinds, const
   return set;
 }
 
-Result<RunAs> ResolveRunAs(const std::string& name, Location at, const Resolver& r) {
-  std::vector<char> buf;
-  auto pw = LookupUser(name, buf);
+Result<RunAs> ResolveRunAs(const std::string& name, Location at, Resolver& r) {
+  auto pw = r.LookupUser(name);
   if (!pw) return r.Fail(at, "run_as: unknown user '" + name + "'");
-  RunAs out{.name = name, .uid = pw->pw_uid, .gid = pw->pw_gid};
+  RunAs out{.name = name, .uid = pw->uid, .gid = pw->gid};
   int n = 64;
   std::vector<gid_t> groups(static_cast<std::size_t>(n));
-  while (getgrouplist(name.c_str(), pw->pw_gid, groups.data(), &n) < 0) {
+  while (getgrouplist(name.c_str(), pw->gid, groups.data(), &n) < 0) {
     groups.resize(static_cast<std::size_t>(n) * 2);
     n = static_cast<int>(groups.size());
   }
@@ -144,14 +159,13 @@ Result<RunAs> ResolveRunAs(const std::string& name, Location at, const Resolver&
   return out;
 }
 
-Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, const Resolver& r) {
+Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, Resolver& r) {
   TargetSpec spec;
   spec.name = t.name();
   spec.location = where.block();
   if (!ValidTargetName(t.name())) {
     return r.Fail(t.name().empty() ? where.block() : where.Of("name"),
-                  "target name '" + t.name() +
-                      "' must be 1-64 characters of [A-Za-z0-9._@:-]");
+                  "target name '" + t.name() + "' must be 1-64 characters of [A-Za-z0-9._@:-]");
   }
   const std::string quoted = "target '" + t.name() + "': ";
   bool has_oneof = t.source_case() != v1::Target::SOURCE_NOT_SET;
@@ -223,8 +237,8 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, const 
     for (int i = 0; i < t.expose_size(); ++i) {
       auto kind = static_cast<NsKind>(t.expose(i));
       if (!KindSetHas(possible, kind)) {
-        return r.Fail(where.Of("expose", i), quoted + "its source has no " +
-                                                  std::string(KindName(kind)) + " to expose");
+        return r.Fail(where.Of("expose", i),
+                      quoted + "its source has no " + std::string(KindName(kind)) + " to expose");
       }
     }
     spec.expose = *expose;
@@ -237,17 +251,16 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, const 
     Rule rule;
     switch (a.who_case()) {
       case v1::Allow::kUser: {
-        std::vector<char> buf;
-        auto pw = LookupUser(a.user(), buf);
+        auto pw = r.LookupUser(a.user());
         if (!pw) return r.Fail(aw.Of("user"), quoted + "unknown user '" + a.user() + "'");
-        rule = {Rule::Who::kUid, pw->pw_uid, "user " + a.user()};
+        rule = {Rule::Who::kUid, pw->uid, "user " + a.user()};
         break;
       }
       case v1::Allow::kUid:
         rule = {Rule::Who::kUid, a.uid(), "uid " + std::to_string(a.uid())};
         break;
       case v1::Allow::kGroup: {
-        auto gid = LookupGroup(a.group());
+        auto gid = r.LookupGroup(a.group());
         if (!gid) return r.Fail(aw.Of("group"), quoted + "unknown group '" + a.group() + "'");
         rule = {Rule::Who::kGid, *gid, "group " + a.group()};
         break;
@@ -300,8 +313,7 @@ std::string KindSetString(KindSet set) {
 
 std::string WhereIn(const std::string& file, Location location) {
   if (location.line <= 0) return file + ": ";
-  return file + ":" + std::to_string(location.line) + ":" + std::to_string(location.column) +
-         ": ";
+  return file + ":" + std::to_string(location.line) + ":" + std::to_string(location.column) + ": ";
 }
 
 Result<Config> ParseConfig(std::string_view text, const std::string& file) {
@@ -337,7 +349,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
     config.socket_mode = mode;
   }
   if (!proto.socket_group().empty()) {
-    auto gid = LookupGroup(proto.socket_group());
+    auto gid = r.LookupGroup(proto.socket_group());
     if (!gid) {
       return r.Fail(where.Of("socket_group"),
                     "socket_group: unknown group '" + proto.socket_group() + "'");

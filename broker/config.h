@@ -52,12 +52,12 @@ struct Rule {
 struct TargetSpec {
   std::string name;
   SourceType source = SourceType::kSelf;
-  pid_t pid = 0;        // kPid
-  std::string file;     // kPidFile: the pid file; kNetns: /run/netns/NAME; kJail: name or jid
+  pid_t pid = 0;     // kPid
+  std::string file;  // kPidFile: the pid file; kNetns: /run/netns/NAME; kJail: name or jid
   std::vector<std::pair<NsKind, std::string>> paths;  // kPaths
-  KindSet expose = 0;   // resolved: the explicit list or the source's default
+  KindSet expose = 0;  // resolved: the explicit list or the source's default
   std::vector<Rule> rules;
-  Location location;    // of the target block, for errors found when it is opened
+  Location location;  // of the target block, for errors found when it is opened
 };
 
 struct RunAs {

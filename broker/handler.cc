@@ -14,8 +14,12 @@ Outcome Fail(const Error& error, Outcome::Tally tally) {
 
 AuditRecord Record(bool granted, std::string_view target, KindSet kinds, const PeerIdentity& peer,
                    std::string reason) {
-  return {.granted = granted, .target = std::string(target), .kinds = kinds,
-          .peer_pid = peer.pid, .peer_uid = peer.uid, .peer_gid = peer.gid,
+  return {.granted = granted,
+          .target = std::string(target),
+          .kinds = kinds,
+          .peer_pid = peer.pid,
+          .peer_uid = peer.uid,
+          .peer_gid = peer.gid,
           .reason = std::move(reason)};
 }
 
@@ -98,8 +102,8 @@ Outcome HandleJoin(const Catalog& catalog, const PeerIdentity& peer, std::string
   if (count > fd_budget) {
     std::string message = quoted + ": uid " + std::to_string(peer.uid) +
                           " has too many descriptors in unread responses";
-    return Deny({ErrorCode::kResourceExhausted, 0, message}, target, decision.kinds, peer,
-                message, Outcome::Tally::kError);
+    return Deny({ErrorCode::kResourceExhausted, 0, message}, target, decision.kinds, peer, message,
+                Outcome::Tally::kError);
   }
   auto entries = entry->handle->Open(decision.kinds);
   if (!entries) {
@@ -161,10 +165,17 @@ Outcome HandleRequest(const Catalog& catalog, const Stats& stats, const PeerIden
 
 void Count(Stats& stats, const Outcome& outcome) {
   switch (outcome.tally) {
-    case Outcome::Tally::kGrant: ++stats.grants; break;
-    case Outcome::Tally::kDenial: ++stats.denials; break;
-    case Outcome::Tally::kError: ++stats.errors; break;
-    case Outcome::Tally::kNone: break;
+    case Outcome::Tally::kGrant:
+      ++stats.grants;
+      break;
+    case Outcome::Tally::kDenial:
+      ++stats.denials;
+      break;
+    case Outcome::Tally::kError:
+      ++stats.errors;
+      break;
+    case Outcome::Tally::kNone:
+      break;
   }
 }
 

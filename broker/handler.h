@@ -33,9 +33,9 @@ struct Stats {
 struct Outcome {
   enum class Tally { kNone, kGrant, kDenial, kError };
   v1::Response response;
-  std::vector<UniqueFd> fds;           // the SCM_RIGHTS array, in fd_index order
-  std::optional<AuditRecord> audit;    // one per Join decision
-  Tally tally = Tally::kNone;          // which Stats counter this request adds to
+  std::vector<UniqueFd> fds;         // the SCM_RIGHTS array, in fd_index order
+  std::optional<AuditRecord> audit;  // one per Join decision
+  Tally tally = Tally::kNone;        // which Stats counter this request adds to
 };
 
 // Decodes `bytes`, applies policy and builds the response. `fd_budget` is how many more

@@ -62,15 +62,15 @@ JoinDecision DecideJoin(const TargetSpec& spec, const PeerIdentity& peer, KindSe
   if (allowed.kinds != 0 && unexposed == refused) {
     // The peer may use the target; it asked for something the target does not have.
     std::string message = quoted + "does not expose " + KindSetString(unexposed);
-    return {.kinds = unexposed, .reason = message,
-            .error = {ErrorCode::kNotFound, 0, message}};
+    return {.kinds = unexposed, .reason = message, .error = {ErrorCode::kNotFound, 0, message}};
   }
   // Name the exposed kinds refused; what the target lacks is no business of a stranger.
   if ((refused & spec.expose) != 0) refused &= spec.expose;
   std::string message = quoted + Who(peer) + " may not join " + KindSetString(refused);
-  return {.kinds = refused,
-          .reason = allowed.kinds == 0 ? "no allow rule matches" : "not granted by " + allowed.reason,
-          .error = {ErrorCode::kPermissionDenied, 0, message}};
+  return {
+      .kinds = refused,
+      .reason = allowed.kinds == 0 ? "no allow rule matches" : "not granted by " + allowed.reason,
+      .error = {ErrorCode::kPermissionDenied, 0, message}};
 }
 
 }  // namespace nsbroker

@@ -41,10 +41,10 @@ Result<void> DropPrivileges(const RunAs& run_as) {
   }
   if (ru != run_as.uid || eu != run_as.uid || su != run_as.uid || rg != run_as.gid ||
       eg != run_as.gid || sg != run_as.gid) {
-    return MakeError(ErrorCode::kInternal,
-                     who + ": drop did not take: uids " + std::to_string(ru) + "/" +
-                         std::to_string(eu) + "/" + std::to_string(su) + ", gids " +
-                         std::to_string(rg) + "/" + std::to_string(eg) + "/" + std::to_string(sg));
+    return MakeError(ErrorCode::kInternal, who + ": drop did not take: uids " + std::to_string(ru) +
+                                               "/" + std::to_string(eu) + "/" + std::to_string(su) +
+                                               ", gids " + std::to_string(rg) + "/" +
+                                               std::to_string(eg) + "/" + std::to_string(sg));
   }
   int n = getgroups(0, nullptr);
   std::vector<gid_t> groups(static_cast<std::size_t>(std::max(n, 0)));

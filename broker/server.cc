@@ -62,9 +62,8 @@ void Server::Swap(std::unique_ptr<Catalog> catalog, std::unique_ptr<AuditLog> au
 Result<void> Server::Admit(const PeerIdentity& peer) {
   const Config& c = catalog_->config();
   if (stats_.active_connections >= c.max_connections) {
-    return MakeError(ErrorCode::kResourceExhausted,
-                     "too many connections (max_connections " +
-                         std::to_string(c.max_connections) + ")");
+    return MakeError(ErrorCode::kResourceExhausted, "too many connections (max_connections " +
+                                                        std::to_string(c.max_connections) + ")");
   }
   auto it = uids_.find(peer.uid);
   if (it != uids_.end() && it->second.connections >= c.max_connections_per_uid) {
@@ -199,8 +198,8 @@ void Server::Respond(Connection& conn, Outcome outcome) {
   if (e.sys_errno == ETOOMANYREFS && !outcome.fds.empty()) {
     LogLine("sendmsg: too many descriptors in flight (ETOOMANYREFS); answering without them");
     Outcome retry;
-    retry.response = ErrorResponse({ErrorCode::kResourceExhausted, 0,
-                                    "the broker has too many descriptors in flight"});
+    retry.response = ErrorResponse(
+        {ErrorCode::kResourceExhausted, 0, "the broker has too many descriptors in flight"});
     return Respond(conn, std::move(retry));
   }
   Close(conn, e.message);

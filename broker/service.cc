@@ -85,7 +85,8 @@ Result<UniqueFd> BindSocket(const Config& config) {
   int rc = bind(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
   umask(old_umask);
   if (rc != 0) return SysError("bind " + path);
-  if (config.socket_group && chown(path.c_str(), static_cast<uid_t>(-1), *config.socket_group) != 0) {
+  if (config.socket_group &&
+      chown(path.c_str(), static_cast<uid_t>(-1), *config.socket_group) != 0) {
     return SysError("chown " + path);
   }
   if (chmod(path.c_str(), config.socket_mode) != 0) return SysError("chmod " + path);

@@ -37,15 +37,24 @@ constexpr KindSet kProcessKinds =
 // PIDFD_GET_<KIND>_NAMESPACE: the task's active namespaces, as /proc/PID/ns/<kind> shows.
 unsigned long PidfdNsIoctl(NsKind kind) {
   switch (kind) {
-    case NsKind::kCgroup: return _IO(PIDFS_IOCTL_MAGIC, 1);
-    case NsKind::kIpc: return _IO(PIDFS_IOCTL_MAGIC, 2);
-    case NsKind::kMnt: return _IO(PIDFS_IOCTL_MAGIC, 3);
-    case NsKind::kNet: return _IO(PIDFS_IOCTL_MAGIC, 4);
-    case NsKind::kPid: return _IO(PIDFS_IOCTL_MAGIC, 5);
-    case NsKind::kTime: return _IO(PIDFS_IOCTL_MAGIC, 7);
-    case NsKind::kUser: return _IO(PIDFS_IOCTL_MAGIC, 9);
-    case NsKind::kUts: return _IO(PIDFS_IOCTL_MAGIC, 10);
-    default: return 0;
+    case NsKind::kCgroup:
+      return _IO(PIDFS_IOCTL_MAGIC, 1);
+    case NsKind::kIpc:
+      return _IO(PIDFS_IOCTL_MAGIC, 2);
+    case NsKind::kMnt:
+      return _IO(PIDFS_IOCTL_MAGIC, 3);
+    case NsKind::kNet:
+      return _IO(PIDFS_IOCTL_MAGIC, 4);
+    case NsKind::kPid:
+      return _IO(PIDFS_IOCTL_MAGIC, 5);
+    case NsKind::kTime:
+      return _IO(PIDFS_IOCTL_MAGIC, 7);
+    case NsKind::kUser:
+      return _IO(PIDFS_IOCTL_MAGIC, 9);
+    case NsKind::kUts:
+      return _IO(PIDFS_IOCTL_MAGIC, 10);
+    default:
+      return 0;
   }
 }
 
@@ -200,7 +209,8 @@ Result<pid_t> ReadPidFile(const std::string& path) {
 Result<TargetHandlePtr> OpenProcess(pid_t pid, KindSet kinds, bool hold) {
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd.valid()) {
-    if (errno == ESRCH) return MakeError(ErrorCode::kUnavailable, "no process " + std::to_string(pid));
+    if (errno == ESRCH)
+      return MakeError(ErrorCode::kUnavailable, "no process " + std::to_string(pid));
     return SysError("pidfd_open " + std::to_string(pid));
   }
   auto target = std::make_unique<ProcessTarget>(pid, std::move(pidfd));

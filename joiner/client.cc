@@ -91,7 +91,7 @@ Result<Client> Client::Connect(const std::string& socket_path, const ClientOptio
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) {
     ErrorCode code = (errno == EACCES || errno == EPERM) ? ErrorCode::kPermissionDenied
-                                                          : ErrorCode::kUnavailable;
+                                                         : ErrorCode::kUnavailable;
     return SysError(code, "connect to the broker at " + socket_path);
   }
   // The kernel's word on who listens there: a socket anyone could create must not be able
@@ -104,8 +104,8 @@ Result<Client> Client::Connect(const std::string& socket_path, const ClientOptio
   const auto& trusted = options.trusted_server_uids;
   if (cred.uid != 0 && std::find(trusted.begin(), trusted.end(), cred.uid) == trusted.end()) {
     return MakeError(ErrorCode::kPermissionDenied,
-                     "the socket " + socket_path + " is served by uid " +
-                         std::to_string(cred.uid) + ", which is not root nor a trusted broker uid");
+                     "the socket " + socket_path + " is served by uid " + std::to_string(cred.uid) +
+                         ", which is not root nor a trusted broker uid");
   }
   return Client(std::move(sock), cred.uid);
 }
@@ -169,9 +169,9 @@ Result<std::vector<TargetInfo>> Client::List() {
     for (int wire_kind : target.kinds()) {
       auto kind = KindFromWire(wire_kind);
       if (!kind) {
-        return MakeError(ErrorCode::kInvalidRequest,
-                         "target '" + target.name() + "' lists an unknown kind " +
-                             std::to_string(wire_kind));
+        return MakeError(
+            ErrorCode::kInvalidRequest,
+            "target '" + target.name() + "' lists an unknown kind " + std::to_string(wire_kind));
       }
       info.kinds.push_back(*kind);
     }

@@ -47,9 +47,9 @@ Result<struct stat> StatFd(BorrowedFd fd, NsKind kind) {
 
 // Threads of this process: the kernel refuses user, mnt and time namespaces to a process
 // that shares its credentials or fs state with other threads (setns(2) EINVAL).
-Result<std::size_t> CountThreads() {
+std::optional<std::size_t> CountThreads() {
   DIR* dir = opendir("/proc/self/task");
-  if (dir == nullptr) return SysError(ErrorCode::kInternal, "opendir /proc/self/task");
+  if (dir == nullptr) return std::nullopt;
   std::size_t n = 0;
   while (dirent* entry = readdir(dir)) {
     if (entry->d_name[0] != '.') ++n;
@@ -86,8 +86,10 @@ bool IsOwnOrDescendant(UniqueFd userns, const struct stat& own) {
 // it only by entering the user namespace first (a rootless target it owns).
 Result<bool> UserNamespaceFirst(const std::vector<const GrantEntry*>& others) {
   if (!HasSysAdmin()) return true;
+  // Root that cannot see its own user namespace (no /proc for us) is most likely in the
+  // initial one, which owns everything: the user namespace goes last.
   auto own = StatOwnNamespace(NsKind::kUser);
-  if (!own) return std::unexpected(std::move(own.error()));
+  if (!own) return false;
   for (const GrantEntry* entry : others) {
     UniqueFd owner(ioctl(entry->fd.get(), NS_GET_USERNS));
     // EPERM: the owner lies outside our user namespace, so we hold no capability there.
@@ -110,11 +112,14 @@ Result<void> CheckUserNamespaceOwner(const GrantEntry& user) {
   }
   if (owner != geteuid()) {
     return MakeError(ErrorCode::kPermissionDenied,
-                     "its user namespace belongs to uid " + std::to_string(owner) +
-                         ", so uid " + std::to_string(geteuid()) +
-                         " (without CAP_SYS_ADMIN) cannot enter it");
+                     "its user namespace belongs to uid " + std::to_string(owner) + ", so uid " +
+                         std::to_string(geteuid()) + " (without CAP_SYS_ADMIN) cannot enter it");
   }
   return {};
+}
+
+bool NeedsSingleThread(NsKind kind) {
+  return kind == NsKind::kMnt || kind == NsKind::kUser || kind == NsKind::kTime;
 }
 
 // The uid owning the user namespace that owns `entry`'s namespace, if the kernel says.
@@ -135,16 +140,15 @@ Result<void> SetNs(const GrantEntry& entry, bool user_ns_planned) {
     if (owner && *owner == geteuid() && !user_ns_planned) {
       message += " (enter the target's user namespace too: -U)";
     } else if (owner) {
-      message += " (needs CAP_SYS_ADMIN over a user namespace of uid " +
-                 std::to_string(*owner) + ")";
+      message +=
+          " (needs CAP_SYS_ADMIN over a user namespace of uid " + std::to_string(*owner) + ")";
     }
+  }
+  if (err == EINVAL && NeedsSingleThread(entry.kind)) {
+    message += " (a multi-threaded process cannot enter a " + Name(entry.kind) + " namespace)";
   }
   ErrorCode code = err == EPERM ? ErrorCode::kPermissionDenied : CodeForErrno(err);
   return std::unexpected(Error{code, err, std::move(message)});
-}
-
-bool NeedsSingleThread(NsKind kind) {
-  return kind == NsKind::kMnt || kind == NsKind::kUser || kind == NsKind::kTime;
 }
 
 }  // namespace
@@ -192,12 +196,13 @@ Result<Entered> EnterPlanned(const EnterPlan& plan) {
   std::vector<const GrantEntry*> todo;
   const GrantEntry* user = nullptr;
   for (const GrantEntry* entry : plan.namespaces) {
-    auto own = StatOwnNamespace(entry->kind);
-    if (!own) return std::unexpected(std::move(own.error()));
     auto theirs = StatFd(entry->fd, entry->kind);
     if (!theirs) return std::unexpected(std::move(theirs.error()));
     // Already there: nothing to do, and for a user namespace setns would fail (EINVAL).
-    if (SameFile(*own, *theirs)) continue;
+    // No /proc entry for us (an earlier Enter took us into a target's mount namespace,
+    // whose /proc does not show us): then the kernel has the last word.
+    auto own = StatOwnNamespace(entry->kind);
+    if (own && SameFile(*own, *theirs)) continue;
     if (entry->kind == NsKind::kUser) {
       user = entry;
     } else {
@@ -209,9 +214,9 @@ Result<Entered> EnterPlanned(const EnterPlan& plan) {
     if (single == nullptr && NeedsSingleThread(entry->kind)) single = entry;
   }
   if (single != nullptr) {
+    // Without /proc (see above) setns itself refuses a multi-threaded caller (EINVAL).
     auto threads = CountThreads();
-    if (!threads) return std::unexpected(std::move(threads.error()));
-    if (*threads > 1) {
+    if (threads && *threads > 1) {
       return MakeError(ErrorCode::kInvalidRequest,
                        "entering a " + Name(single->kind) +
                            " namespace needs a single-threaded process, this one has " +

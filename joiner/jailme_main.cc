@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,7 +34,7 @@ namespace {
 
 constexpr char kSocketPath[] = NSB_SOCKET_PATH;
 constexpr char kPath[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-constexpr int kExitFailure = 125;       // jailme itself failed (coreutils env/chroot)
+constexpr int kExitFailure = 125;  // jailme itself failed (coreutils env/chroot)
 constexpr int kExitNotExecutable = 126;
 constexpr int kExitNotFound = 127;
 constexpr std::size_t kMaxTargetName = 255;
@@ -45,8 +44,10 @@ constexpr std::size_t kMaxTargetName = 255;
   _exit(kExitFailure);
 }
 
-[[noreturn]] void DieTarget(std::string_view target, const std::string& reason) {
-  Die("target '" + std::string(target) + "': " + reason);
+// Messages from the broker or libnsjoin may already name the target; say it once.
+[[noreturn]] void DieTarget(const std::string& target, const std::string& reason) {
+  std::string prefix = "target '" + target + "': ";
+  Die(reason.starts_with(prefix) ? reason : prefix + reason);
 }
 
 // Descriptors 0-2 must be open before jailme opens anything: a caller that closed them
@@ -143,14 +144,18 @@ Result<Client> ConnectToBroker() {
       if (!kinds.empty()) kinds += ",";
       kinds += KindName(kind);
     }
-    std::printf("%s\t%s\n", target.name.c_str(), kinds.c_str());
+    std::printf("%s %s\n", target.name.c_str(), kinds.c_str());  // as nsjoin --list
   }
   _exit(std::fflush(stdout) == 0 ? 0 : kExitFailure);
 }
 
-pid_t g_command = -1;
+volatile sig_atomic_t g_command = 0;
 
-void ForwardSignal(int sig) { kill(g_command, sig); }
+void ForwardSignal(int sig) {
+  int saved = errno;
+  kill(static_cast<pid_t>(g_command), sig);
+  errno = saved;
+}
 
 // The parent left behind by the fork after a pid namespace: already dropped to the user, it
 // holds nothing but fds 0-2 and only reports how the command ended (128+N for signal N).
@@ -161,12 +166,9 @@ void ForwardSignal(int sig) { kill(g_command, sig); }
   std::signal(SIGQUIT, SIG_IGN);
   std::signal(SIGTERM, ForwardSignal);
   std::signal(SIGHUP, ForwardSignal);
-  int status = 0;
-  while (waitpid(child, &status, 0) < 0) {
-    if (errno != EINTR) Die(std::string("waitpid: ") + std::strerror(errno));
-  }
-  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
-  _exit(128 + WTERMSIG(status));
+  auto status = WaitForExit(child);
+  if (!status) Die(status.error().message);
+  _exit(*status);
 }
 
 int Main(int argc, char** argv) {
@@ -210,7 +212,8 @@ int Main(int argc, char** argv) {
   // rootless target) is entered after the drop, as the user: then the kernel's own rule
   // (CAP_SYS_ADMIN in that namespace, i.e. the user owns it) decides, and root never
   // carries its host identity into a namespace some user controls.
-  EnterOptions as_root{.kinds = {}, .chroot_to_root = grant->Find(NsKind::kRoot) != nullptr,
+  EnterOptions as_root{.kinds = {},
+                       .chroot_to_root = grant->Find(NsKind::kRoot) != nullptr,
                        .chdir_to_cwd = grant->Find(NsKind::kCwd) != nullptr};
   for (const auto& entry : grant->entries) {
     if (IsNamespaceKind(entry.kind) && entry.kind != NsKind::kUser) {
@@ -221,14 +224,14 @@ int Main(int argc, char** argv) {
   // run the command on the host, which is never what the caller asked for.
   if (as_root.kinds.empty()) DieTarget(target, "the broker granted no namespace to enter");
   bool enter_user = grant->Find(NsKind::kUser) != nullptr;
-  bool fork_after = grant->Find(NsKind::kPid) != nullptr;
 
   if (auto r = RegainRoot(); !r) DieTarget(target, r.error().message);
   // setns(2) needs CAP_SYS_ADMIN over each namespace's owner (mnt also CAP_SYS_CHROOT);
   // Enter checks every descriptor's type and passes it to setns. setns into a mount
   // namespace resets root and cwd to that namespace's root; ROOT/CWD then give the target's
   // own view (chroot needs CAP_SYS_CHROOT, hence before the drop).
-  if (auto r = Enter(*grant, as_root); !r) DieTarget(target, r.error().message);
+  auto entered = Enter(*grant, as_root);
+  if (!entered) DieTarget(target, entered.error().message);
   // runc CVE-2024-21626: never leave the cwd on a host directory inside a target.
   if (!as_root.chdir_to_cwd && chdir("/") != 0) {
     DieTarget(target, std::string("chdir /: ") + std::strerror(errno));
@@ -237,16 +240,13 @@ int Main(int argc, char** argv) {
 
   // setns(2) with a pid namespace only moves later children: fork, so the command is inside.
   // Both sides are already the user; the parent only waits.
-  if (fork_after) {
-    pid_t child = fork();
-    if (child < 0 && errno == ENOMEM) {
-      DieTarget(target, "its pid namespace has no init process any more (the target died)");
-    }
-    if (child < 0) DieTarget(target, std::string("fork: ") + std::strerror(errno));
-    if (child > 0) {
+  if (entered->pid) {
+    auto child = ForkIntoPidNamespace(*grant);  // a dead init is reported as such
+    if (!child) DieTarget(target, child.error().message);
+    if (*child > 0) {
       grant = Grant{};  // close every descriptor of the target in this process
       if (close_range(3, ~0U, 0) != 0) Die("close_range failed");
-      WaitAndExit(child);
+      WaitAndExit(*child);
     }
   }
   if (enter_user) {

@@ -1,11 +1,12 @@
 // Enter's platform-neutral half: which entries of a grant to enter, in which order. The
 // entering itself is the platform seam (enter.h).
+#include "nsbroker/join.h"
+
 #include <algorithm>
 #include <array>
 #include <string>
 
 #include "enter.h"
-#include "nsbroker/join.h"
 
 namespace nsbroker {
 namespace {
@@ -39,9 +40,8 @@ Result<Entered> Enter(const Grant& grant, const EnterOptions& options) {
   }
   platform::EnterPlan plan{.target = grant.target};
   for (NsKind kind : kEnterOrder) {
-    bool wanted = options.kinds.empty() ||
-                  std::find(options.kinds.begin(), options.kinds.end(), kind) !=
-                      options.kinds.end();
+    bool wanted = options.kinds.empty() || std::find(options.kinds.begin(), options.kinds.end(),
+                                                     kind) != options.kinds.end();
     const GrantEntry* entry = grant.Find(kind);
     if (wanted && entry != nullptr) plan.namespaces.push_back(entry);
   }

@@ -17,9 +17,9 @@
 namespace nsbroker {
 namespace {
 
-constexpr int kExitFailure = 125;     // nsjoin itself failed
-constexpr int kExitCannotRun = 126;   // the command is not executable
-constexpr int kExitNotFound = 127;    // the command does not exist
+constexpr int kExitFailure = 125;    // nsjoin itself failed
+constexpr int kExitCannotRun = 126;  // the command is not executable
+constexpr int kExitNotFound = 127;   // the command does not exist
 
 constexpr const char kUsage[] =
     "usage: nsjoin [--socket PATH] -t TARGET [-a] [-m] [-u] [-i] [-n] [-p] [-U] [-C] [-T]\n"
@@ -66,17 +66,26 @@ Result<std::uint32_t> ParseId(const char* text, const char* what) {
 
 Result<Args> ParseArgs(int argc, char** argv) {
   enum { kSocket = 256, kList, kJson };
-  static const option kOptions[] = {
-      {"socket", required_argument, nullptr, kSocket}, {"list", no_argument, nullptr, kList},
-      {"json", no_argument, nullptr, kJson},           {"target", required_argument, nullptr, 't'},
-      {"all", no_argument, nullptr, 'a'},              {"mount", no_argument, nullptr, 'm'},
-      {"uts", no_argument, nullptr, 'u'},              {"ipc", no_argument, nullptr, 'i'},
-      {"net", no_argument, nullptr, 'n'},              {"pid", no_argument, nullptr, 'p'},
-      {"user", no_argument, nullptr, 'U'},             {"cgroup", no_argument, nullptr, 'C'},
-      {"time", no_argument, nullptr, 'T'},             {"root", no_argument, nullptr, 'r'},
-      {"wd", no_argument, nullptr, 'w'},               {"no-fork", no_argument, nullptr, 'F'},
-      {"setuid", required_argument, nullptr, 'S'},     {"setgid", required_argument, nullptr, 'G'},
-      {"help", no_argument, nullptr, 'h'},             {nullptr, 0, nullptr, 0}};
+  static const option kOptions[] = {{"socket", required_argument, nullptr, kSocket},
+                                    {"list", no_argument, nullptr, kList},
+                                    {"json", no_argument, nullptr, kJson},
+                                    {"target", required_argument, nullptr, 't'},
+                                    {"all", no_argument, nullptr, 'a'},
+                                    {"mount", no_argument, nullptr, 'm'},
+                                    {"uts", no_argument, nullptr, 'u'},
+                                    {"ipc", no_argument, nullptr, 'i'},
+                                    {"net", no_argument, nullptr, 'n'},
+                                    {"pid", no_argument, nullptr, 'p'},
+                                    {"user", no_argument, nullptr, 'U'},
+                                    {"cgroup", no_argument, nullptr, 'C'},
+                                    {"time", no_argument, nullptr, 'T'},
+                                    {"root", no_argument, nullptr, 'r'},
+                                    {"wd", no_argument, nullptr, 'w'},
+                                    {"no-fork", no_argument, nullptr, 'F'},
+                                    {"setuid", required_argument, nullptr, 'S'},
+                                    {"setgid", required_argument, nullptr, 'G'},
+                                    {"help", no_argument, nullptr, 'h'},
+                                    {nullptr, 0, nullptr, 0}};
   Args args;
   bool all = false;
   opterr = 0;
@@ -84,22 +93,54 @@ Result<Args> ParseArgs(int argc, char** argv) {
   // "+": the first non-option starts the command, whose own options stay its own.
   while ((c = getopt_long(argc, argv, "+t:amuinpUCTrwFS:G:h", kOptions, nullptr)) != -1) {
     switch (c) {
-      case kSocket: args.socket = optarg; break;
-      case kList: args.list = true; break;
-      case kJson: args.json = true; break;
-      case 't': args.target = optarg; break;
-      case 'a': all = true; break;
-      case 'm': args.kinds.push_back(NsKind::kMnt); break;
-      case 'u': args.kinds.push_back(NsKind::kUts); break;
-      case 'i': args.kinds.push_back(NsKind::kIpc); break;
-      case 'n': args.kinds.push_back(NsKind::kNet); break;
-      case 'p': args.kinds.push_back(NsKind::kPid); break;
-      case 'U': args.kinds.push_back(NsKind::kUser); break;
-      case 'C': args.kinds.push_back(NsKind::kCgroup); break;
-      case 'T': args.kinds.push_back(NsKind::kTime); break;
-      case 'r': args.enter.chroot_to_root = true; break;
-      case 'w': args.enter.chdir_to_cwd = true; break;
-      case 'F': args.no_fork = true; break;
+      case kSocket:
+        args.socket = optarg;
+        break;
+      case kList:
+        args.list = true;
+        break;
+      case kJson:
+        args.json = true;
+        break;
+      case 't':
+        args.target = optarg;
+        break;
+      case 'a':
+        all = true;
+        break;
+      case 'm':
+        args.kinds.push_back(NsKind::kMnt);
+        break;
+      case 'u':
+        args.kinds.push_back(NsKind::kUts);
+        break;
+      case 'i':
+        args.kinds.push_back(NsKind::kIpc);
+        break;
+      case 'n':
+        args.kinds.push_back(NsKind::kNet);
+        break;
+      case 'p':
+        args.kinds.push_back(NsKind::kPid);
+        break;
+      case 'U':
+        args.kinds.push_back(NsKind::kUser);
+        break;
+      case 'C':
+        args.kinds.push_back(NsKind::kCgroup);
+        break;
+      case 'T':
+        args.kinds.push_back(NsKind::kTime);
+        break;
+      case 'r':
+        args.enter.chroot_to_root = true;
+        break;
+      case 'w':
+        args.enter.chdir_to_cwd = true;
+        break;
+      case 'F':
+        args.no_fork = true;
+        break;
       case 'S': {
         auto id = ParseId(optarg, "uid");
         if (!id) return std::unexpected(std::move(id.error()));
@@ -112,7 +153,9 @@ Result<Args> ParseArgs(int argc, char** argv) {
         args.gid = *id;
         break;
       }
-      case 'h': args.help = true; return args;
+      case 'h':
+        args.help = true;
+        return args;
       default: {
         std::string bad = optopt != 0 && optopt < 256 ? std::string("-") + static_cast<char>(optopt)
                                                       : std::string(argv[optind - 1]);
@@ -123,7 +166,8 @@ Result<Args> ParseArgs(int argc, char** argv) {
   for (int i = optind; i < argc; ++i) args.command.emplace_back(argv[i]);
   if (args.list) {
     if (!args.target.empty() || !args.command.empty()) {
-      return MakeError(ErrorCode::kInvalidRequest, std::string("--list takes no target\n") + kUsage);
+      return MakeError(ErrorCode::kInvalidRequest,
+                       std::string("--list takes no target\n") + kUsage);
     }
   } else if (args.target.empty()) {
     return MakeError(ErrorCode::kInvalidRequest, std::string("no target (-t)\n") + kUsage);
@@ -218,8 +262,11 @@ int RunJoin(const Args& args) {
   if (!grant) return Fail(args.target, grant.error());
   EnterOptions enter = args.enter;
   enter.kinds = args.kinds;
+  // From the first setns on, leave with _exit: exit-time handlers belong to the host side
+  // (LeakSanitizer's, for one, clones a tracer into the target's pid namespace, where it
+  // cannot see this process, and hangs). Nothing is buffered: errors go to stderr.
   auto entered = Enter(*grant, enter);
-  if (!entered) return Fail(args.target, entered.error());
+  if (!entered) _exit(Fail(args.target, entered.error()));
   // nsenter's habit: inside an entered user namespace, become its root unless told otherwise.
   std::optional<uid_t> uid = args.uid;
   std::optional<gid_t> gid = args.gid;
@@ -227,15 +274,15 @@ int RunJoin(const Args& args) {
     uid = 0;
     gid = 0;
   }
-  if (auto ids = SetIds(uid, gid, entered->user); !ids) return Fail(args.target, ids.error());
+  if (auto ids = SetIds(uid, gid, entered->user); !ids) _exit(Fail(args.target, ids.error()));
   if (entered->pid && !args.no_fork) {
     auto child = ForkIntoPidNamespace(*grant);
-    if (!child) return Fail(args.target, child.error());
+    if (!child) _exit(Fail(args.target, child.error()));
     if (*child == 0) _exit(Fail(args.target, Exec(args.command), true));
     *grant = Grant{};  // the namespaces stay alive through the child, not through us
-    return WaitForChild(args.target, *child);
+    _exit(WaitForChild(args.target, *child));
   }
-  return Fail(args.target, Exec(args.command), true);
+  _exit(Fail(args.target, Exec(args.command), true));
 }
 
 }  // namespace

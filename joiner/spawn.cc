@@ -168,9 +168,9 @@ Result<pid_t> ForkIntoPidNamespace(const Grant& grant) {
   if (pid >= 0) return pid;
   // alloc_pid() fails with ENOMEM once the namespace's init is gone (pid_namespaces(7)).
   if (errno == ENOMEM) {
-    return std::unexpected(Error{ErrorCode::kUnavailable, ENOMEM,
-                                 "pid namespace of target '" + grant.target +
-                                     "' has no init (its init process exited)"});
+    return std::unexpected(Error{
+        ErrorCode::kUnavailable, ENOMEM,
+        "pid namespace of target '" + grant.target + "' has no init (its init process exited)"});
   }
   return SysError(ErrorCode::kResourceExhausted, "fork");
 }

@@ -27,12 +27,12 @@ namespace nsbroker {
 // handed out: NS_GET_NSTYPE matches `kind` for namespaces, a directory for ROOT/CWD.
 struct GrantEntry {
   NsKind kind{};
-  UniqueFd fd;                // invalid only for a jail granted by jid
-  std::uint64_t inode = 0;    // nsfs inode (st_ino)
-  std::uint64_t device = 0;   // st_dev
-  std::uint64_t ns_id = 0;    // NS_GET_ID where the kernel has it, else 0
-  std::int32_t jid = 0;       // JAIL only
-  std::string jail_name;      // JAIL only
+  UniqueFd fd;               // invalid only for a jail granted by jid
+  std::uint64_t inode = 0;   // nsfs inode (st_ino)
+  std::uint64_t device = 0;  // st_dev
+  std::uint64_t ns_id = 0;   // NS_GET_ID where the kernel has it, else 0
+  std::int32_t jid = 0;      // JAIL only
+  std::string jail_name;     // JAIL only
 };
 
 struct Grant {

@@ -47,9 +47,9 @@ struct Entered {
 
 struct SpawnOptions {
   EnterOptions enter;
-  bool fork_after_pid = true;     // false = nsenter -F
-  std::optional<uid_t> uid;       // nsenter -S (after entering; needs root)
-  std::optional<gid_t> gid;       // nsenter -G
+  bool fork_after_pid = true;                         // false = nsenter -F
+  std::optional<uid_t> uid;                           // nsenter -S (after entering; needs root)
+  std::optional<gid_t> gid;                           // nsenter -G
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;  // -1 = inherit
 };
 
@@ -88,8 +88,7 @@ struct SpawnOptions {
 [[nodiscard]] Result<void> RunInNetworkImpl(const Grant& grant, const std::function<void()>& fn);
 
 template <class F>
-[[nodiscard]] auto RunInNetwork(const Grant& grant, F&& fn)
-    -> Result<std::invoke_result_t<F>> {
+[[nodiscard]] auto RunInNetwork(const Grant& grant, F&& fn) -> Result<std::invoke_result_t<F>> {
   using R = std::invoke_result_t<F>;
   if constexpr (std::is_void_v<R>) {
     return RunInNetworkImpl(grant, std::forward<F>(fn));

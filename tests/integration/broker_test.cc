@@ -2,6 +2,7 @@
 // and as uid 65534 (in forked children).
 #include <fcntl.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -10,14 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <functional>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "harness.h"
@@ -155,7 +154,8 @@ ino_t FdInode(const UniqueFd& fd) {
 
 std::size_t CountFdsOf(pid_t pid) {
   std::size_t n = 0;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
     (void)e;
     ++n;
   }
@@ -166,8 +166,7 @@ std::size_t CountFdsOf(pid_t pid) {
 constexpr char kOpenSocket[] = "socket_mode: \"0666\"\n";
 
 std::string TargetConfig(const std::string& name, pid_t pid, const std::string& extra = "") {
-  return "target {\n  name: \"" + name + "\"\n  pid: " + std::to_string(pid) + "\n" + extra +
-         "}\n";
+  return "target {\n  name: \"" + name + "\"\n  pid: " + std::to_string(pid) + "\n" + extra + "}\n";
 }
 
 TEST(Broker, GrantsTheTargetsOwnNamespaces) {
@@ -203,9 +202,10 @@ TEST(Broker, GrantsTheTargetsOwnNamespaces) {
     _exit(std::string(host) == "granted-host" ? 0 : 1);
   }
   EXPECT_EQ(ChildProcess(pid).Wait(), 0);
-  EXPECT_TRUE(broker->WaitForLog("decision=grant target=web1 kinds=cgroup,ipc,mnt,net,pid,time,"
-                                 "user,uts,root,cwd peer_pid=" + std::to_string(getpid()) +
-                                 " peer_uid=0 peer_gid=0 reason=\"root\""))
+  EXPECT_TRUE(
+      broker->WaitForLog("decision=grant target=web1 kinds=cgroup,ipc,mnt,net,pid,time,"
+                         "user,uts,root,cwd peer_pid=" +
+                         std::to_string(getpid()) + " peer_uid=0 peer_gid=0 reason=\"root\""))
       << broker->log();
 }
 
@@ -213,7 +213,8 @@ TEST(Broker, DeniesAnUnlistedUidAndAuditsIt) {
   ASSERT_TRUE(RequireRoot());
   auto target = Target::Start();
   ASSERT_OK(target);
-  auto broker = Broker::Start(kOpenSocket + TargetConfig("web1", target->pid(), "  allow { uid: 1000 }\n"));
+  auto broker =
+      Broker::Start(kOpenSocket + TargetConfig("web1", target->pid(), "  allow { uid: 1000 }\n"));
   ASSERT_OK(broker);
   std::string socket = broker->socket();
   std::string out = AsNobody([&] {
@@ -236,8 +237,10 @@ TEST(Broker, AllowRulesNarrowKindsForUsersAndGroups) {
   ASSERT_TRUE(RequireRoot());
   auto target = Target::Start({.hostname = "narrow"});
   ASSERT_OK(target);
-  auto broker = Broker::Start(kOpenSocket + TargetConfig(
-      "web1", target->pid(), "  allow { user: \"nobody\" kinds: [UTS] }\n  allow { gid: 4242 }\n"));
+  auto broker = Broker::Start(
+      kOpenSocket +
+      TargetConfig("web1", target->pid(),
+                   "  allow { user: \"nobody\" kinds: [UTS] }\n  allow { gid: 4242 }\n"));
   ASSERT_OK(broker);
   std::string socket = broker->socket();
   ino_t uts = NsInode(target->NsPath("uts"));
@@ -276,8 +279,8 @@ TEST(Broker, DeadTargetIsUnavailableUntilReloadFindsItAgain) {
   ASSERT_OK(first);
   TempDir dir;
   dir.Write("web1.pid", std::to_string(first->pid()) + "\n");
-  auto broker = Broker::Start("target { name: \"web1\" pid_file: \"" + dir.Join("web1.pid") +
-                              "\" }\n");
+  auto broker =
+      Broker::Start("target { name: \"web1\" pid_file: \"" + dir.Join("web1.pid") + "\" }\n");
   ASSERT_OK(broker);
   EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("web1", {v1::UTS}))), "GRANT uts");
   pid_t dead = first->pid();
@@ -317,8 +320,8 @@ TEST(Broker, ReloadSwapsAGoodConfigAndKeepsTheOldOneOnError) {
   ASSERT_OK(sock);
   EXPECT_EQ(Summary(Call(*sock, JoinRequest("two", {v1::NET}))), "NOT_FOUND: unknown target 'two'");
 
-  std::ofstream(broker->config_path()) << head << TargetConfig("one", t1->pid())
-                                       << TargetConfig("two", t2->pid());
+  std::ofstream(broker->config_path())
+      << head << TargetConfig("one", t1->pid()) << TargetConfig("two", t2->pid());
   kill(broker->pid(), SIGHUP);
   ASSERT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 2 targets"))
       << broker->log();
@@ -327,13 +330,12 @@ TEST(Broker, ReloadSwapsAGoodConfigAndKeepsTheOldOneOnError) {
   // A syntax error, then a target that cannot be opened: both keep the old config.
   std::ofstream(broker->config_path()) << head << "target { name: \"three\" pid: x }\n";
   kill(broker->pid(), SIGHUP);
-  ASSERT_TRUE(broker->WaitForLog("reload failed, keeping the old config: " +
-                                 broker->config_path() + ":2:"))
+  ASSERT_TRUE(
+      broker->WaitForLog("reload failed, keeping the old config: " + broker->config_path() + ":2:"))
       << broker->log();
   std::ofstream(broker->config_path()) << head << "\ntarget { name: \"gone\" pid: 999999 }\n";
   kill(broker->pid(), SIGHUP);
-  ASSERT_TRUE(broker->WaitForLog(broker->config_path() +
-                                 ":3:1: target 'gone': no process 999999"))
+  ASSERT_TRUE(broker->WaitForLog(broker->config_path() + ":3:1: target 'gone': no process 999999"))
       << broker->log();
   EXPECT_EQ(Summary(Call(*sock, JoinRequest("two", {v1::NET}))), "GRANT net");
   EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("one", {v1::NET}))), "GRANT net");
@@ -365,8 +367,8 @@ TEST(Broker, ConnectionLimitsAnswerResourceExhausted) {
   for (int i = 0; i < 2; ++i) {
     auto sock = Connect(broker->socket());
     ASSERT_OK(sock);
-    ASSERT_EQ(Summary(Call(*sock, ListRequest())), "TARGETS self:" + std::string(
-        "cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd"));
+    ASSERT_EQ(Summary(Call(*sock, ListRequest())),
+              "TARGETS self:" + std::string("cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd"));
     held.push_back(std::move(*sock));
   }
   auto third = Connect(broker->socket());
@@ -385,8 +387,7 @@ TEST(Broker, ConnectionLimitsAnswerResourceExhausted) {
     if (!c) return std::string("connect failed");
     return out + "|" + Summary(Receive(*c));
   });
-  EXPECT_EQ(others,
-            "TARGETS|TARGETS|RESOURCE_EXHAUSTED: too many connections (max_connections 4)");
+  EXPECT_EQ(others, "TARGETS|TARGETS|RESOURCE_EXHAUSTED: too many connections (max_connections 4)");
   held.clear();
   EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::NET}))), "GRANT net");
 }
@@ -434,8 +435,9 @@ TEST(Broker, DescriptorBearingAndGarbageRequestsAreRefused) {
   v1::Request future = ListRequest();
   future.set_protocol_version(7);
   ASSERT_OK(SendMessage(*sock, future));
-  EXPECT_EQ(Summary(Receive(*sock)), "UNSUPPORTED_VERSION: protocol version 7 is not supported "
-                                     "(this broker speaks 1)");
+  EXPECT_EQ(Summary(Receive(*sock)),
+            "UNSUPPORTED_VERSION: protocol version 7 is not supported "
+            "(this broker speaks 1)");
   // The same connection, and everyone else, is still served; nothing leaked in the broker.
   EXPECT_EQ(Summary(Call(*sock, JoinRequest("self", {v1::NET}))), "GRANT net");
   EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::IPC}))), "GRANT ipc");
@@ -449,6 +451,50 @@ TEST(Broker, DescriptorBearingAndGarbageRequestsAreRefused) {
   ASSERT_OK(SendDatagram(*sock, ""));
   EXPECT_EQ(Summary(Receive(*sock)), "CLIENT ERROR: connection closed by peer");
   EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::IPC}))), "GRANT ipc");
+}
+
+TEST(Broker, ASlowReaderIsCutOffWhileOthersAreServed) {
+  ASSERT_TRUE(RequireRoot());
+  auto broker =
+      Broker::Start("request_timeout_ms: 300\ntarget { name: \"self\" self: true }\n", {"-v"});
+  ASSERT_OK(broker);
+  auto slow = Connect(broker->socket());
+  ASSERT_OK(slow);
+  ASSERT_EQ(fcntl(slow->get(), F_SETFL, O_NONBLOCK), 0);
+  std::string list;
+  ListRequest().SerializeToString(&list);
+  // Requests without ever reading: our receive queue fills, the broker stops reading us, and
+  // our own sends finally block.
+  int sent = 0;
+  for (int quiet = 0; quiet < 5 && sent < 1000000;) {
+    if (send(slow->get(), list.data(), list.size(), MSG_NOSIGNAL) > 0) {
+      ++sent;
+      quiet = 0;
+      continue;
+    }
+    ASSERT_EQ(errno, EAGAIN);
+    ++quiet;  // the broker may still be catching up; once it stops reading us, it stays stopped
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::NET}))), "GRANT net");
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  ASSERT_EQ(fcntl(slow->get(), F_SETFL, 0), 0);
+  int answered = 0;
+  std::string last;
+  for (;;) {
+    auto reply = Receive(*slow);
+    if (!reply) {
+      last = reply.error().message;
+      break;
+    }
+    ++answered;
+  }
+  // Closing with our requests unread makes the kernel reset the connection (unix(7)).
+  EXPECT_EQ(last, "recvmsg: Connection reset by peer") << "answered " << answered;
+  EXPECT_TRUE(broker->WaitForLog("closed: response not read within request_timeout_ms"))
+      << broker->log();
+  EXPECT_LT(answered, sent);
+  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::UTS}))), "GRANT uts");
 }
 
 TEST(Broker, UnreadDescriptorsAreBoundedPerUid) {
@@ -500,9 +546,9 @@ TEST(Broker, RunAsDropsPrivilegesAfterOpeningTargets) {
   ASSERT_TRUE(RequireRoot());
   auto target = Target::Start({.hostname = "held"});
   ASSERT_OK(target);
-  auto broker = Broker::Start(kOpenSocket +
-                              TargetConfig("web1", target->pid(), "  allow { uid: 65534 }\n") +
-                              "run_as: \"nobody\"\n");
+  auto broker =
+      Broker::Start(kOpenSocket + TargetConfig("web1", target->pid(), "  allow { uid: 65534 }\n") +
+                    "run_as: \"nobody\"\n");
   ASSERT_OK(broker);
   std::ifstream status("/proc/" + std::to_string(broker->pid()) + "/status");
   std::string line, uids, groups;
@@ -611,8 +657,8 @@ TEST(Broker, SocketActivationAndReadiness) {
   ASSERT_EQ(bind(notify.get(), reinterpret_cast<sockaddr*>(&naddr), sizeof naddr), 0);
   timeval tv{5, 0};
   setsockopt(notify.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  dir.Write("c.conf", "socket: \"" + dir.Join("unused.sock") +
-                          "\"\ntarget { name: \"self\" self: true }\n");
+  dir.Write("c.conf",
+            "socket: \"" + dir.Join("unused.sock") + "\"\ntarget { name: \"self\" self: true }\n");
 
   ChildProcess broker = StartRaw({"-c", dir.Join("c.conf")}, dir.Join("log"),
                                  {"NOTIFY_SOCKET=" + notify_path}, listener.get());

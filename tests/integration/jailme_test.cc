@@ -7,6 +7,7 @@
 // in parallel (ctest -j, other build trees) each have their own and never clash.
 #include <fcntl.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -15,8 +16,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
+#include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "harness.h"
@@ -64,8 +66,8 @@ std::string NsLink(const std::string& path) {
   std::filesystem::path base = dir;
   while (!std::filesystem::exists(base)) base = base.parent_path();
   if (base == "/") {
-    return ::testing::AssertionFailure() << "NSB_SOCKET_PATH " << kSocketPath
-                                         << " would need a tmpfs over /";
+    return ::testing::AssertionFailure()
+           << "NSB_SOCKET_PATH " << kSocketPath << " would need a tmpfs over /";
   }
   if (mount("tmpfs", base.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0) {
     return ::testing::AssertionFailure() << "tmpfs on " << base << ": " << std::strerror(errno);
@@ -146,7 +148,8 @@ class JailmeTest : public ::testing::Test {
   void StartBroker() {
     std::string config = std::string("socket: \"") + kSocketPath + "\"\n" +
                          "socket_mode: \"0666\"\n"
-                         "target { name: \"web1\" pid: " + std::to_string(target_->pid()) +
+                         "target { name: \"web1\" pid: " +
+                         std::to_string(target_->pid()) +
                          " allow { uid: 0 } allow { uid: " + std::to_string(kNobody) + " }" +
                          " allow { gid: " + std::to_string(kWebGroup) + " } }\n";
     auto broker = Broker::Start(config);
@@ -168,7 +171,8 @@ class JailmeTest : public ::testing::Test {
   // jailme's own EnsureStdio that does, with /dev/null.
   void ExpectHarmlessStdio(std::optional<uid_t> uid, bool dev_full_stdin) {
     std::string file = Shared("fds-" + std::to_string(uid.value_or(0)));
-    RunOptions options{.uid = uid, .env = std::map<std::string, std::string>{{"PATH", "/bin"}},
+    RunOptions options{.uid = uid,
+                       .env = std::map<std::string, std::string>{{"PATH", "/bin"}},
                        .close_stdio = true};
     // fd 8 keeps the command's original stdout while fd 9 collects the report.
     auto r = RunCommand({jailme_, "web1", "/bin/sh", "-c",
@@ -199,10 +203,11 @@ class JailmeTest : public ::testing::Test {
 
 TEST_F(JailmeTest, AllowedUserRunsInsideTheTargetAsThemselvesWithoutPrivileges) {
   StartBroker();
-  auto r = Jailme(kNobody, {"web1", "/bin/sh", "-c",
-                            "hostname; id -u; id -g; id -G; pwd -P;"
-                            "for k in uts net ipc mnt pid cgroup; do readlink /proc/self/ns/$k; done;"
-                            "grep -E '^(CapPrm|CapEff|CapAmb|NoNewPrivs):' /proc/self/status"});
+  auto r =
+      Jailme(kNobody, {"web1", "/bin/sh", "-c",
+                       "hostname; id -u; id -g; id -G; pwd -P;"
+                       "for k in uts net ipc mnt pid cgroup; do readlink /proc/self/ns/$k; done;"
+                       "grep -E '^(CapPrm|CapEff|CapAmb|NoNewPrivs):' /proc/self/status"});
   ASSERT_EQ(r.status, 0) << r.err;
   auto lines = Lines(r.out);
   ASSERT_EQ(lines.size(), 15u) << r.out;
@@ -224,8 +229,9 @@ TEST_F(JailmeTest, AllowedUserRunsInsideTheTargetAsThemselvesWithoutPrivileges) 
 
 TEST_F(JailmeTest, SecondUserAllowedByGroupKeepsTheirGroups) {
   StartBroker();
-  auto r = Jailme(kOther, {"web1", "/bin/sh", "-c", "hostname; id -u; id -g; id -G; echo \"$HOME\""},
-                  {.groups = {kWebGroup}});
+  auto r =
+      Jailme(kOther, {"web1", "/bin/sh", "-c", "hostname; id -u; id -g; id -G; echo \"$HOME\""},
+             {.groups = {kWebGroup}});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, std::string(kHostname) + "\n65533\n65533\n65533 65532\n/\n");
 }
@@ -258,17 +264,17 @@ TEST_F(JailmeTest, EnvironmentHoldsOnlyTheAllowedKeys) {
     seen[line.substr(0, eq)] = line.substr(eq + 1);
   }
   std::map<std::string, std::string> expected = {
-      {"TERM", "xterm-test"}, {"LANG", "C.UTF-8"},          {"LC_TIME", "C"},
-      {"TZ", "UTC"},          {"PATH", kFixedPath},         {"HOME", "/nonexistent"},
-      {"USER", "nobody"},     {"LOGNAME", "nobody"},        {"SHELL", "/usr/sbin/nologin"}};
+      {"TERM", "xterm-test"}, {"LANG", "C.UTF-8"},   {"LC_TIME", "C"},
+      {"TZ", "UTC"},          {"PATH", kFixedPath},  {"HOME", "/nonexistent"},
+      {"USER", "nobody"},     {"LOGNAME", "nobody"}, {"SHELL", "/usr/sbin/nologin"}};
   EXPECT_EQ(seen, expected);
 }
 
 TEST_F(JailmeTest, LdPreloadDoesNotReachTheCommand) {
   StartBroker();
   auto r = Jailme(kNobody, {"web1", "/bin/sh", "-c", "echo \"[$LD_PRELOAD]\""},
-                  {.env = std::map<std::string, std::string>{
-                       {"LD_PRELOAD", Shared("missing.so")}, {"PATH", "/usr/bin:/bin"}}});
+                  {.env = std::map<std::string, std::string>{{"LD_PRELOAD", Shared("missing.so")},
+                                                             {"PATH", "/usr/bin:/bin"}}});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "[]\n");
   EXPECT_EQ(r.err.find("LD_PRELOAD"), std::string::npos) << r.err;
@@ -303,6 +309,91 @@ TEST_F(JailmeTest, ClosedStdioNeverBecomesADescriptorJailmeOpened) {
   ExpectHarmlessStdio(std::nullopt, /*dev_full_stdin=*/false);  // root: EnsureStdio
 }
 
+// A rootless target (its namespaces owned by a user namespace that 65534 owns): jailme enters
+// everything else as root, then the user namespace as the user, after the drop, so the
+// kernel lets its owner in (mapped to root inside) and refuses anyone else.
+TEST_F(JailmeTest, RootlessTargetUserNamespaceIsEnteredAsTheUserAfterTheDrop) {
+  auto rootless = Target::Start({.hostname = "jailme-rootless", .user_owner_uid = kNobody});
+  ASSERT_OK(rootless);
+  std::string config = std::string("socket: \"") + kSocketPath + "\"\nsocket_mode: \"0666\"\n" +
+                       "target { name: \"rootless\" pid: " + std::to_string(rootless->pid()) +
+                       " allow { uid: " + std::to_string(kNobody) + " }" +
+                       " allow { gid: " + std::to_string(kWebGroup) + " } }\n";
+  auto broker = Broker::Start(config);
+  ASSERT_OK(broker);
+
+  auto owner = Jailme(kNobody, {"rootless", "/bin/sh", "-c",
+                                "hostname; id -u; readlink /proc/self/ns/user /proc/self/ns/net;"
+                                "grep NoNewPrivs /proc/self/status"});
+  ASSERT_EQ(owner.status, 0) << owner.err;
+  EXPECT_EQ(owner.out, "jailme-rootless\n0\n" + NsLink(rootless->NsPath("user")) + "\n" +
+                           NsLink(rootless->NsPath("net")) + "\nNoNewPrivs:\t1\n");
+
+  auto other = Jailme(kOther, {"rootless", "/bin/sh", "-c", "echo ran"}, {.groups = {kWebGroup}});
+  EXPECT_EQ(other.status, 125);
+  EXPECT_EQ(other.out, "");
+  EXPECT_EQ(other.err.rfind("jailme: target 'rootless': ", 0), 0u) << other.err;
+  EXPECT_NE(other.err.find("user namespace"), std::string::npos) << other.err;
+}
+
+// docs/jailme.1: leaving USER out of a rootless target's expose list lets a user who does not
+// own its user namespace enter the rest with their host ids.
+TEST_F(JailmeTest, RootlessTargetWithoutUserExposedIsEnteredWithHostIds) {
+  auto rootless = Target::Start({.hostname = "jailme-rootless", .user_owner_uid = kNobody});
+  ASSERT_OK(rootless);
+  std::string config = std::string("socket: \"") + kSocketPath + "\"\nsocket_mode: \"0666\"\n" +
+                       "target { name: \"rootless\" pid: " + std::to_string(rootless->pid()) +
+                       " expose: [CGROUP, IPC, MNT, NET, PID, UTS]" +
+                       " allow { uid: " + std::to_string(kOther) + " } }\n";
+  auto broker = Broker::Start(config);
+  ASSERT_OK(broker);
+  auto r =
+      Jailme(kOther, {"rootless", "/bin/sh", "-c", "hostname; id -u; readlink /proc/self/ns/net"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "jailme-rootless\n65533\n" + NsLink(rootless->NsPath("net")) + "\n");
+}
+
+// Pid of the process whose command line is exactly `argv` (root may read anyone's).
+pid_t FindProcess(const std::vector<std::string>& argv) {
+  std::string wanted;
+  for (const auto& a : argv) wanted += a + '\0';
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline");
+    std::stringstream cmdline;
+    cmdline << in.rdbuf();
+    if (cmdline.str() == wanted) return std::stoi(name);
+  }
+  return -1;
+}
+
+// The parent left outside the pid namespace passes SIGTERM on to the command and ends as it
+// ends (a supervisor stopping jailme stops the command, not just the wrapper).
+TEST_F(JailmeTest, WaitingParentForwardsSigtermToTheCommand) {
+  StartBroker();
+  std::vector<std::string> argv = {jailme_, "web1", "/bin/sh", "-c",
+                                   "trap 'touch " + Shared("got-term") +
+                                       "; kill $!; exit 3' TERM; touch " + Shared("started") +
+                                       "; sleep 30 & wait"};
+  std::thread stopper([&] {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!std::filesystem::exists(Shared("started")) &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    // jailme's parent still has this command line; its child became /bin/sh.
+    pid_t parent = FindProcess(argv);
+    if (parent > 0) kill(parent, SIGTERM);
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto r = RunCommand(argv, {.uid = kNobody});
+  stopper.join();
+  EXPECT_EQ(r.status, 3) << "the command's own status after its TERM trap: " << r.err;
+  EXPECT_TRUE(std::filesystem::exists(Shared("got-term")));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+}
+
 TEST_F(JailmeTest, NotSetuidRefusesWith125) {
   std::string plain = dir_.Join("jailme-plain");
   std::filesystem::copy_file(JailmeBinary(), plain);
@@ -316,7 +407,7 @@ TEST_F(JailmeTest, ListShowsTheTargetsTheUserMayJoin) {
   StartBroker();
   auto r = Jailme(kNobody, {"--list"});
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(r.out.rfind("web1\t", 0), 0u) << r.out;
+  EXPECT_EQ(r.out.rfind("web1 ", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("uts"), std::string::npos) << r.out;
 }
 

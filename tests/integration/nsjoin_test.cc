@@ -69,12 +69,14 @@ class NsjoinTest : public ::testing::Test {
     chrooted_ = StartChrooted(chroot_dir_);
     std::string config =
         "socket_mode: \"0666\"\n"
-        "target { name: \"web1\" pid: " + std::to_string(web1_->pid()) +
+        "target { name: \"web1\" pid: " +
+        std::to_string(web1_->pid()) +
         "  allow { uid: 0 } allow { uid: 65534 kinds: [UTS] } }\n"
-        "target { name: \"rootless\" pid: " + std::to_string(rootless_->pid()) +
+        "target { name: \"rootless\" pid: " +
+        std::to_string(rootless_->pid()) +
         "  allow { uid: 0 } allow { uid: 65534 } }\n"
-        "target { name: \"jail\" pid: " + std::to_string(chrooted_.pid()) +
-        "  allow { uid: 0 } }\n";
+        "target { name: \"jail\" pid: " +
+        std::to_string(chrooted_.pid()) + "  allow { uid: 0 } }\n";
     auto broker = Broker::Start(config);
     ASSERT_OK(broker);
     broker_.emplace(std::move(*broker));
@@ -111,15 +113,14 @@ TEST_F(NsjoinTest, HostnameAndNamespaceInodesAreTheTargets) {
 }
 
 TEST_F(NsjoinTest, OnlyTheKindsAskedForAreEntered) {
-  auto r = Nsjoin({"-t", "web1", "-u", "--", "sh", "-c",
-                   "hostname; stat -L -c %i /proc/self/ns/net"});
+  auto r =
+      Nsjoin({"-t", "web1", "-u", "--", "sh", "-c", "hostname; stat -L -c %i /proc/self/ns/net"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "web1-host\n" + std::to_string(NsInode("/proc/self/ns/net")) + "\n");
 }
 
 TEST_F(NsjoinTest, PidPutsTheCommandInTheTargetsPidNamespace) {
-  auto r = Nsjoin({"-t", "web1", "-p", "--", "sh", "-c",
-                   "exec stat -L -c %i /proc/self/ns/pid"});
+  auto r = Nsjoin({"-t", "web1", "-p", "--", "sh", "-c", "exec stat -L -c %i /proc/self/ns/pid"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, Inode(*web1_, "pid") + "\n");
   // The target's init is pid 1 there, so the command has a small pid of its own inside.
@@ -127,8 +128,8 @@ TEST_F(NsjoinTest, PidPutsTheCommandInTheTargetsPidNamespace) {
   EXPECT_EQ(nspid.status, 0) << nspid.err;
   EXPECT_EQ(std::count(nspid.out.begin(), nspid.out.end(), '\t'), 2) << nspid.out;
   // -F: no fork, so the command itself stays in ours (nsenter's meaning).
-  auto no_fork = Nsjoin({"-t", "web1", "-p", "-F", "--", "stat", "-L", "-c", "%i",
-                         "/proc/self/ns/pid"});
+  auto no_fork =
+      Nsjoin({"-t", "web1", "-p", "-F", "--", "stat", "-L", "-c", "%i", "/proc/self/ns/pid"});
   EXPECT_EQ(no_fork.out, std::to_string(NsInode("/proc/self/ns/pid")) + "\n");
 }
 
@@ -142,17 +143,15 @@ TEST_F(NsjoinTest, RootAndWdComeFromTheTarget) {
   auto wd_only = Nsjoin({"-t", "web1", "-w", "--", "pwd"});
   EXPECT_EQ(wd_only.status, 0) << wd_only.err;
   char cwd[4096] = {};
-  ASSERT_GT(readlink(("/proc/" + std::to_string(web1_->pid()) + "/cwd").c_str(), cwd,
-                     sizeof cwd - 1),
-            0);
+  ASSERT_GT(
+      readlink(("/proc/" + std::to_string(web1_->pid()) + "/cwd").c_str(), cwd, sizeof cwd - 1), 0);
   EXPECT_EQ(wd_only.out, std::string(cwd) + "\n");
 }
 
 TEST_F(NsjoinTest, ExitStatusIsTheCommandsOwn) {
   for (const char* kind : {"-u", "-p"}) {  // exec in place, and through the fork for -p
     EXPECT_EQ(Nsjoin({"-t", "web1", kind, "--", "sh", "-c", "exit 7"}).status, 7) << kind;
-    EXPECT_EQ(Nsjoin({"-t", "web1", kind, "--", "sh", "-c", "kill -TERM $$"}).status,
-              128 + SIGTERM)
+    EXPECT_EQ(Nsjoin({"-t", "web1", kind, "--", "sh", "-c", "kill -TERM $$"}).status, 128 + SIGTERM)
         << kind;
     auto missing = Nsjoin({"-t", "web1", kind, "--", "/nonexistent/cmd"});
     EXPECT_EQ(missing.status, 127) << kind;
@@ -173,10 +172,10 @@ TEST_F(NsjoinTest, OptionsAfterTheCommandAreTheCommands) {
 }
 
 TEST_F(NsjoinTest, DefaultCommandIsTheShell) {
-  auto r = Nsjoin({"-t", "web1", "-u"},
-                  {.env = std::map<std::string, std::string>{{"SHELL", "/bin/sh"},
-                                                             {"PATH", "/usr/bin:/bin"}},
-                   .stdin_data = "hostname\n"});
+  auto r = Nsjoin(
+      {"-t", "web1", "-u"},
+      {.env = std::map<std::string, std::string>{{"SHELL", "/bin/sh"}, {"PATH", "/usr/bin:/bin"}},
+       .stdin_data = "hostname\n"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "web1-host\n");
 }
@@ -268,7 +267,8 @@ TEST_F(NsjoinTest, LibraryRunsInTheNetworkNamespaceThroughTheBroker) {
   auto grant = client->Join("web1", kinds);
   ASSERT_OK(grant);
   ino_t outside = NsInode("/proc/thread-self/ns/net");
-  auto sock = RunInNetwork(*grant, [] { return UniqueFd(socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0)); });
+  auto sock =
+      RunInNetwork(*grant, [] { return UniqueFd(socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0)); });
   ASSERT_OK(sock);
   UniqueFd netns(ioctl(sock->get(), SIOCGSKNS));
   struct stat st {};

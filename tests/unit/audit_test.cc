@@ -17,9 +17,13 @@ std::chrono::system_clock::time_point At(std::time_t t) {
 }
 
 TEST(Audit, FormatsTheDocumentedLine) {
-  AuditRecord r{.granted = true, .target = "web1",
-                .kinds = KindBit(NsKind::kNet) | KindBit(NsKind::kUts), .peer_pid = 1234,
-                .peer_uid = 1000, .peer_gid = 100, .reason = "allow uid 1000"};
+  AuditRecord r{.granted = true,
+                .target = "web1",
+                .kinds = KindBit(NsKind::kNet) | KindBit(NsKind::kUts),
+                .peer_pid = 1234,
+                .peer_uid = 1000,
+                .peer_gid = 100,
+                .reason = "allow uid 1000"};
   EXPECT_EQ(FormatAuditLine(r, At(1700000000)),
             "nsbroker-audit time=2023-11-14T22:13:20Z decision=grant target=web1 kinds=net,uts "
             "peer_pid=1234 peer_uid=1000 peer_gid=100 reason=\"allow uid 1000\"");

@@ -93,9 +93,9 @@ TEST(Config, UnknownUserAndGroupAreNamedWithTheirPosition) {
   EXPECT_EQ(ParseError("target {\n  name: \"a\" self: true\n  allow { user: \"no-such-user\" }\n}")
                 .message,
             "t.conf:3:11: target 'a': unknown user 'no-such-user'");
-  EXPECT_EQ(ParseError("target { name: \"a\" self: true allow { group: \"no-such-group\" } }")
-                .message,
-            "t.conf:1:39: target 'a': unknown group 'no-such-group'");
+  EXPECT_EQ(
+      ParseError("target { name: \"a\" self: true allow { group: \"no-such-group\" } }").message,
+      "t.conf:1:39: target 'a': unknown group 'no-such-group'");
   EXPECT_EQ(ParseError("run_as: \"no-such-user\"").message,
             "t.conf:1:1: run_as: unknown user 'no-such-user'");
   EXPECT_EQ(ParseError("\nsocket_group: \"no-such-group\"").message,

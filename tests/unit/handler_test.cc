@@ -2,9 +2,8 @@
 // record out, against a catalog of real targets.
 #include "handler.h"
 
-#include <sys/stat.h>
-
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 #include "test_util.h"
@@ -87,7 +86,8 @@ TEST_F(HandlerTest, EmptyKindsMeansEverythingAllowed) {
 }
 
 TEST_F(HandlerTest, DenialNamesTargetUidAndKinds) {
-  Outcome out = Handle({.pid = 5, .uid = kNobody, .gid = kNobody}, Join("self", {v1::MNT, v1::PID}));
+  Outcome out =
+      Handle({.pid = 5, .uid = kNobody, .gid = kNobody}, Join("self", {v1::MNT, v1::PID}));
   ASSERT_TRUE(out.response.has_error());
   EXPECT_EQ(out.response.error().code(), v1::Error::PERMISSION_DENIED);
   EXPECT_EQ(out.response.error().message(), "target 'self': uid 65534 may not join mnt,pid");

@@ -29,8 +29,7 @@ int InSetuidChild(const std::function<int(const Caller&)>& fn) {
   if (pid < 0) return -1;
   if (pid == 0) {
     gid_t groups[] = {kExtraGroup};
-    if (setgroups(1, groups) != 0 || setresgid(kGroup, 0, 0) != 0 ||
-        setresuid(kUser, 0, 0) != 0) {
+    if (setgroups(1, groups) != 0 || setresgid(kGroup, 0, 0) != 0 || setresuid(kUser, 0, 0) != 0) {
       _exit(100);
     }
     _exit(fn(RecordCaller()));

@@ -53,7 +53,8 @@ Grant GrantFor(pid_t pid, const std::string& name = "unit") {
 
 // An O_PATH directory entry, as the broker sends ROOT and CWD.
 GrantEntry DirEntry(NsKind kind, const std::string& path) {
-  return GrantEntry{.kind = kind, .fd = UniqueFd(open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC))};
+  return GrantEntry{.kind = kind,
+                    .fd = UniqueFd(open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC))};
 }
 
 // Runs fn in a forked child and returns what it returned (the child ends in _exit).
@@ -141,9 +142,10 @@ TEST_F(JoinTest, SpawnRunsTheCommandWithTheTargetsHostname) {
 }
 
 TEST_F(JoinTest, SpawnedCommandIsInEveryNamespaceOfTheTarget) {
-  auto ran = SpawnCaptured(grant_, {"sh", "-c", "stat -L -c %i /proc/self/ns/uts /proc/self/ns/net "
-                                                "/proc/self/ns/ipc /proc/self/ns/mnt "
-                                                "/proc/self/ns/cgroup /proc/self/ns/pid"});
+  auto ran = SpawnCaptured(grant_, {"sh", "-c",
+                                    "stat -L -c %i /proc/self/ns/uts /proc/self/ns/net "
+                                    "/proc/self/ns/ipc /proc/self/ns/mnt "
+                                    "/proc/self/ns/cgroup /proc/self/ns/pid"});
   ASSERT_OK(ran);
   std::string expected;
   for (const char* kind : {"uts", "net", "ipc", "mnt", "cgroup", "pid"}) {
@@ -274,9 +276,8 @@ TEST_F(JoinTest, DeadInitIsReportedAsSuch) {
 
 TEST_F(JoinTest, RunInNetworkOpensASocketInTheTargetsNetns) {
   ino_t before = OwnNs("net");
-  auto fd = RunInNetwork(grant_, [] {
-    return UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  });
+  auto fd =
+      RunInNetwork(grant_, [] { return UniqueFd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)); });
   ASSERT_OK(fd);
   ASSERT_TRUE(fd->valid());
   UniqueFd netns(ioctl(fd->get(), SIOCGSKNS));
@@ -295,6 +296,45 @@ TEST_F(JoinTest, RunInNetworkPassesErrorsAndExceptionsBack) {
   EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
   EXPECT_THROW((void)RunInNetwork(grant_, []() -> int { throw std::runtime_error("inside"); }),
                std::runtime_error);
+}
+
+TEST(JoinProc, EnteringInStepsWorksOnceTheTargetsProcHidesUs) {
+  // A target with its own /proc (unshare --mount-proc): after entering its mount namespace
+  // this process is not in that /proc, as when jailme enters the user namespace last.
+  ASSERT_TRUE(RequireRoot());
+  pid_t unshare_pid = fork();
+  if (unshare_pid == 0) {
+    execlp("unshare", "unshare", "--fork", "--kill-child", "--pid", "--mount", "--mount-proc",
+           "sleep", "60", nullptr);
+    _exit(127);
+  }
+  ChildProcess keeper(unshare_pid);
+  // unshare's child mounts the new /proc, then execs sleep: wait for the exec.
+  pid_t target = 0;
+  for (int i = 0; i < 500; ++i) {
+    std::ifstream children("/proc/" + std::to_string(unshare_pid) + "/task/" +
+                           std::to_string(unshare_pid) + "/children");
+    children >> target;
+    char exe[PATH_MAX] = {};
+    if (target != 0 &&
+        readlink(("/proc/" + std::to_string(target) + "/exe").c_str(), exe, sizeof exe - 1) > 0 &&
+        std::string(exe).ends_with("/sleep")) {
+      break;
+    }
+    target = 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_NE(target, 0);
+  Grant grant = GrantFor(target);
+  std::string out = InChild([&] {
+    auto mnt = Enter(grant, {.kinds = {NsKind::kMnt}});
+    if (!mnt) return "mnt: " + Describe(mnt.error());
+    if (access("/proc/thread-self/ns/pid", F_OK) == 0) return std::string("still in /proc");
+    auto pid = Enter(grant, {.kinds = {NsKind::kPid}});
+    if (!pid) return "pid: " + Describe(pid.error());
+    return std::string(pid->pid ? "pid entered" : "pid skipped");
+  });
+  EXPECT_EQ(out, "pid entered");
 }
 
 TEST(JoinRootless, UnprivilegedOwnerEntersUserNamespaceFirst) {

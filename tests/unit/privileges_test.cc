@@ -1,11 +1,10 @@
 // The verified privilege drop, run in a forked child so the test process keeps root.
 #include "privileges.h"
 
+#include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include "harness.h"
 #include "test_util.h"

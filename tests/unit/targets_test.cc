@@ -2,10 +2,9 @@
 // on-demand descriptors, held self/path targets, verification of every descriptor.
 #include "targets.h"
 
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/stat.h>
-
-#include <gtest/gtest.h>
 
 #include "harness.h"
 #include "test_util.h"
@@ -16,11 +15,10 @@ namespace {
 using testing::NsInode;
 using testing::Target;
 
-constexpr KindSet kAllProcess = KindBit(NsKind::kCgroup) | KindBit(NsKind::kIpc) |
-                                KindBit(NsKind::kMnt) | KindBit(NsKind::kNet) |
-                                KindBit(NsKind::kPid) | KindBit(NsKind::kTime) |
-                                KindBit(NsKind::kUser) | KindBit(NsKind::kUts) |
-                                KindBit(NsKind::kRoot) | KindBit(NsKind::kCwd);
+constexpr KindSet kAllProcess =
+    KindBit(NsKind::kCgroup) | KindBit(NsKind::kIpc) | KindBit(NsKind::kMnt) |
+    KindBit(NsKind::kNet) | KindBit(NsKind::kPid) | KindBit(NsKind::kTime) |
+    KindBit(NsKind::kUser) | KindBit(NsKind::kUts) | KindBit(NsKind::kRoot) | KindBit(NsKind::kCwd);
 
 TargetSpec PidSpec(pid_t pid) {
   TargetSpec spec{.name = "t", .source = SourceType::kPid, .pid = pid};
