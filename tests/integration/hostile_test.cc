@@ -380,6 +380,44 @@ TEST_F(Hostile, DescriptorHoardingIsBoundedPerUid) {
   ExpectServedAndClean();
 }
 
+// The budget outlives the connection: when the broker closes an idle connection whose peer
+// never read its grants, those descriptors are still in flight in the peer's receive queue,
+// so they must still count against its uid (or waiting out idle_timeout_ms would refill the
+// budget, and a hoarder could pile up descriptors without end).
+TEST_F(Hostile, HoardedGrantsStayChargedAfterIdleClose) {
+  StartBroker("idle_timeout_ms: 300\nmax_inflight_fds_per_uid: 20\n");
+  std::string path = socket();
+  EXPECT_EQ(AsUser(65534, 65534, [&]() -> std::string {
+    std::string join = Serialized(JoinRequest("web1", {v1::NET, v1::UTS}));
+    std::vector<UniqueFd> hoard;
+    std::string out;
+    for (int round = 0; round < 3; ++round) {
+      auto sock = Connect(path);
+      if (!sock) return sock.error().message;
+      for (int i = 0; i < 10; ++i) {
+        if (send(sock->get(), join.data(), join.size(), MSG_NOSIGNAL) < 0) return "send";
+      }
+      // Answered (unread), then closed by the broker as idle; the queue stays ours.
+      if (!Readable(*sock, 5000)) return "no answer";
+      std::this_thread::sleep_for(std::chrono::milliseconds(600));
+      hoard.push_back(std::move(*sock));
+    }
+    // 10 grants of 2 descriptors fit the budget of 20, once; later rounds were refused.
+    for (auto& fd : hoard) {
+      std::map<std::string, int> codes;
+      for (;;) {
+        auto reply = Receive(fd);
+        if (!reply) break;
+        ++codes[Code(reply)];
+      }
+      for (const auto& [code, n] : codes) out += code + " " + std::to_string(n) + " ";
+      out += "| ";
+    }
+    return out;
+  }), "GRANT 10 | RESOURCE_EXHAUSTED 10 | RESOURCE_EXHAUSTED 10 | ");
+  ExpectServedAndClean();
+}
+
 TEST_F(Hostile, SilentClientsAreClosedWhenIdle) {
   StartBroker("idle_timeout_ms: 300\n");
   std::vector<UniqueFd> silent;
