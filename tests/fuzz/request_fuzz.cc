@@ -114,7 +114,8 @@ PeerIdentity PeerFrom(const std::uint8_t* data) {
   static constexpr uid_t kUids[] = {0, 1000, 1001, 65534, 2000, 3000};
   static constexpr gid_t kGids[] = {0, 1000, 2000, 3000, 65534, 4000};
   static constexpr gid_t kGroups[] = {2000, 3000, 4000, 0};
-  PeerIdentity peer{.pid = 4242, .uid = kUids[data[0] % std::size(kUids)],
+  PeerIdentity peer{.pid = 4242,
+                    .uid = kUids[data[0] % std::size(kUids)],
                     .gid = kGids[data[1] % std::size(kGids)]};
   for (std::size_t i = 0; i < std::size(kGroups); ++i) {
     if (data[2] & (1u << i)) peer.groups.push_back(kGroups[i]);
@@ -131,8 +132,8 @@ void CheckGrant(const Outcome& out, const PeerIdentity& peer, std::size_t budget
     Violation("uid " + std::to_string(peer.uid) + " granted '" + grant.target() + "'");
   }
   if (out.fds.size() != static_cast<std::size_t>(grant.entries_size())) {
-    Violation(std::to_string(out.fds.size()) + " fds for " +
-              std::to_string(grant.entries_size()) + " entries");
+    Violation(std::to_string(out.fds.size()) + " fds for " + std::to_string(grant.entries_size()) +
+              " entries");
   }
   if (out.fds.size() > budget) Violation("grant exceeds the descriptor budget");
   std::vector<bool> used(out.fds.size());

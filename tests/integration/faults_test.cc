@@ -2,14 +2,13 @@
 // restarted on its stale socket, accept() hitting EMFILE, a target dying, reloads. Clients
 // always get an answer or a clear error within seconds, never a hang.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
@@ -69,7 +68,8 @@ class Load {
     std::string out;
     char buf[4096];
     ssize_t n;
-    while ((n = read(read_.get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    while ((n = read(read_.get(), buf, sizeof buf)) > 0)
+      out.append(buf, static_cast<std::size_t>(n));
     return out;
   }
   // Waits until at least `n` more calls have been reported; returns them.
@@ -176,8 +176,8 @@ TEST_F(Faults, AcceptHittingEmfileDoesNotSpinAndRecovers) {
   // An admitted connection asking for descriptors it cannot open gets a clear error.
   // Freeing the descriptors lets it recover, without a restart.
   held.clear();
-  ASSERT_EQ(prlimit(broker->pid(), RLIMIT_NOFILE, &old, nullptr), 0)
-      << std::strerror(errno) << "\n" << broker->log();
+  ASSERT_EQ(prlimit(broker->pid(), RLIMIT_NOFILE, &old, nullptr), 0) << std::strerror(errno) << "\n"
+                                                                     << broker->log();
   bool served = false;
   for (int i = 0; i < 100 && !served; ++i) {
     served = Summary(CallOnce(broker->socket(), JoinRequest("web1", {v1::NET}))) == "GRANT net";
@@ -191,8 +191,8 @@ TEST_F(Faults, AcceptHittingEmfileDoesNotSpinAndRecovers) {
 TEST_F(Faults, TargetDyingUnderLoad) {
   auto other = Target::Start({.hostname = "survivor"});
   ASSERT_OK(other);
-  auto broker = Broker::Start(TargetBlock("web1", target_->pid()) +
-                              TargetBlock("web2", other->pid()));
+  auto broker =
+      Broker::Start(TargetBlock("web1", target_->pid()) + TargetBlock("web2", other->pid()));
   ASSERT_OK(broker);
   std::size_t baseline = CountFdsOf(broker->pid());
   std::optional<Load> a, b;
@@ -273,8 +273,7 @@ TEST_F(Faults, HundredThousandGrantsLeakNothing) {
   // leaks alone. The variable means nothing to a build without ASan.
   const char* asan = getenv("ASAN_OPTIONS");
   std::string saved = asan != nullptr ? asan : "";
-  setenv("ASAN_OPTIONS", (saved + (saved.empty() ? "" : ":") + "quarantine_size_mb=0").c_str(),
-         1);
+  setenv("ASAN_OPTIONS", (saved + (saved.empty() ? "" : ":") + "quarantine_size_mb=0").c_str(), 1);
   auto broker = Broker::Start(TargetBlock("web1", target_->pid()));
   if (asan != nullptr) {
     setenv("ASAN_OPTIONS", saved.c_str(), 1);

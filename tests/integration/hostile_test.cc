@@ -3,16 +3,15 @@
 // descriptor hoarding by one uid, silent, killed and half-closed peers. After each case a
 // normal nsjoin still works and the broker's descriptor count is back to its baseline.
 #include <fcntl.h>
+#include <grp.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <grp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstring>
 #include <map>
@@ -85,10 +84,10 @@ class Hostile : public ::testing::Test {
   // Starts the broker with target "web1" (root, uid 65534 and uid 1000 may join it) and
   // `extra` top-level settings; records its descriptor count after one warm-up grant.
   void StartBroker(const std::string& extra = "") {
-    auto broker = Broker::Start(std::string("socket_mode: \"0666\"\n") + extra +
-                                "target {\n  name: \"web1\"\n  pid: " +
-                                std::to_string(target_->pid()) +
-                                "\n  allow { uid: 65534 }\n  allow { uid: 1000 }\n}\n");
+    auto broker =
+        Broker::Start(std::string("socket_mode: \"0666\"\n") + extra +
+                      "target {\n  name: \"web1\"\n  pid: " + std::to_string(target_->pid()) +
+                      "\n  allow { uid: 65534 }\n  allow { uid: 1000 }\n}\n");
     ASSERT_OK(broker);
     broker_.emplace(std::move(*broker));
     ASSERT_EQ(Summary(CallOnce(socket(), JoinRequest("web1", {v1::NET}))), "GRANT net");
@@ -109,8 +108,8 @@ class Hostile : public ::testing::Test {
   // The promise after every hostile case: nsjoin still enters the target, and the broker
   // holds no descriptor more than before.
   void ExpectServedAndClean() {
-    auto r = RunCommand({NsjoinBinary(), "--socket", socket(), "-t", "web1", "-u", "--",
-                         "hostname"});
+    auto r =
+        RunCommand({NsjoinBinary(), "--socket", socket(), "-t", "web1", "-u", "--", "hostname"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, std::string(kHostname) + "\n");
     EXPECT_EQ(WaitForFdCount(broker_->pid(), baseline_), baseline_) << broker_->log();
@@ -179,9 +178,9 @@ TEST_F(Hostile, StreamClientIsRefusedByTheKernel) {
     EXPECT_TRUE(errno == EPROTOTYPE || errno == ECONNREFUSED) << std::strerror(errno);
     // A datagram socket can still try sendto without connecting.
     if (type == SOCK_DGRAM) {
-      EXPECT_LT(sendto(fd.get(), "x", 1, MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
-                       sizeof addr),
-                0);
+      EXPECT_LT(
+          sendto(fd.get(), "x", 1, MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), sizeof addr),
+          0);
     }
   }
   ExpectServedAndClean();
@@ -242,7 +241,8 @@ TEST_F(Hostile, ClientThatSendsManyRequestsAndNeverReads) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_TRUE(error == EPIPE || error == ECONNRESET)
-      << "after " << sent << " requests: " << std::strerror(error) << "\n" << broker_->log();
+      << "after " << sent << " requests: " << std::strerror(error) << "\n"
+      << broker_->log();
   EXPECT_GT(sent, 10);
   EXPECT_TRUE(served_meanwhile);
   flood.reset();
@@ -292,8 +292,10 @@ TEST_F(Hostile, ThousandConnectionsBeyondMaxConnections) {
 TEST_F(Hostile, DescriptorHoardingIsBoundedPerUid) {
   constexpr int kHoard = 3000;
   constexpr int kLimit = 200;
-  StartBroker("max_connections: 10000\nmax_connections_per_uid: 5000\n"
-              "max_inflight_fds_per_uid: " + std::to_string(kLimit) + "\n");
+  StartBroker(
+      "max_connections: 10000\nmax_connections_per_uid: 5000\n"
+      "max_inflight_fds_per_uid: " +
+      std::to_string(kLimit) + "\n");
   int ready[2], done[2], result[2];
   ASSERT_EQ(pipe2(ready, O_CLOEXEC), 0);
   ASSERT_EQ(pipe2(done, O_CLOEXEC), 0);
@@ -338,8 +340,8 @@ TEST_F(Hostile, DescriptorHoardingIsBoundedPerUid) {
       return out;
     };
     std::string out = hoard();
-    _exit(write(result_w.get(), out.data(), out.size()) == static_cast<ssize_t>(out.size())
-              ? 0 : 1);
+    _exit(write(result_w.get(), out.data(), out.size()) == static_cast<ssize_t>(out.size()) ? 0
+                                                                                            : 1);
   }
   ChildProcess child(pid);
   ready_w.reset();
@@ -354,11 +356,10 @@ TEST_F(Hostile, DescriptorHoardingIsBoundedPerUid) {
               "RESOURCE_EXHAUSTED: target 'web1': uid 65534 has too many descriptors in "
               "unread responses");
     // ... while uid 1000 and root are served.
-    EXPECT_EQ(AsUser(1000, 1000,
-                     [&] { return Summary(CallOnce(path, JoinRequest("web1", {v1::NET}))); }),
-              "GRANT net");
-    EXPECT_EQ(Summary(CallOnce(path, JoinRequest("web1", {v1::NET, v1::UTS}))),
-              "GRANT net,uts");
+    EXPECT_EQ(
+        AsUser(1000, 1000, [&] { return Summary(CallOnce(path, JoinRequest("web1", {v1::NET}))); }),
+        "GRANT net");
+    EXPECT_EQ(Summary(CallOnce(path, JoinRequest("web1", {v1::NET, v1::UTS}))), "GRANT net,uts");
     EXPECT_EQ(write(done_w.get(), "d", 1), 1);
   }
   done_w.reset();
@@ -374,9 +375,9 @@ TEST_F(Hostile, DescriptorHoardingIsBoundedPerUid) {
   EXPECT_EQ(hoarder, "fds " + std::to_string(kLimit) + " GRANT " + std::to_string(kLimit / 2) +
                          " RESOURCE_EXHAUSTED " + std::to_string(kHoard - kLimit / 2));
   // Once read, the budget is back.
-  EXPECT_EQ(AsUser(65534, 65534,
-                   [&] { return Summary(CallOnce(path, JoinRequest("web1", {v1::NET}))); }),
-            "GRANT net");
+  EXPECT_EQ(
+      AsUser(65534, 65534, [&] { return Summary(CallOnce(path, JoinRequest("web1", {v1::NET}))); }),
+      "GRANT net");
   ExpectServedAndClean();
 }
 
@@ -387,34 +388,40 @@ TEST_F(Hostile, DescriptorHoardingIsBoundedPerUid) {
 TEST_F(Hostile, HoardedGrantsStayChargedAfterIdleClose) {
   StartBroker("idle_timeout_ms: 300\nmax_inflight_fds_per_uid: 20\n");
   std::string path = socket();
-  EXPECT_EQ(AsUser(65534, 65534, [&]() -> std::string {
-    std::string join = Serialized(JoinRequest("web1", {v1::NET, v1::UTS}));
-    std::vector<UniqueFd> hoard;
-    std::string out;
-    for (int round = 0; round < 3; ++round) {
-      auto sock = Connect(path);
-      if (!sock) return sock.error().message;
-      for (int i = 0; i < 10; ++i) {
-        if (send(sock->get(), join.data(), join.size(), MSG_NOSIGNAL) < 0) return "send";
-      }
-      // Answered (unread), then closed by the broker as idle; the queue stays ours.
-      if (!Readable(*sock, 5000)) return "no answer";
-      std::this_thread::sleep_for(std::chrono::milliseconds(600));
-      hoard.push_back(std::move(*sock));
-    }
-    // 10 grants of 2 descriptors fit the budget of 20, once; later rounds were refused.
-    for (auto& fd : hoard) {
-      std::map<std::string, int> codes;
-      for (;;) {
-        auto reply = Receive(fd);
-        if (!reply) break;
-        ++codes[Code(reply)];
-      }
-      for (const auto& [code, n] : codes) out += code + " " + std::to_string(n) + " ";
-      out += "| ";
-    }
-    return out;
-  }), "GRANT 10 | RESOURCE_EXHAUSTED 10 | RESOURCE_EXHAUSTED 10 | ");
+  EXPECT_EQ(AsUser(65534, 65534,
+                   [&]() -> std::string {
+                     std::string join = Serialized(JoinRequest("web1", {v1::NET, v1::UTS}));
+                     std::vector<UniqueFd> hoard;
+                     std::string out;
+                     for (int round = 0; round < 3; ++round) {
+                       auto sock = Connect(path);
+                       if (!sock) return sock.error().message;
+                       for (int i = 0; i < 10; ++i) {
+                         if (send(sock->get(), join.data(), join.size(), MSG_NOSIGNAL) < 0)
+                           return "send";
+                       }
+                       // Answered (unread), then closed by the broker as idle; the queue stays
+                       // ours.
+                       if (!Readable(*sock, 5000)) return "no answer";
+                       std::this_thread::sleep_for(std::chrono::milliseconds(600));
+                       hoard.push_back(std::move(*sock));
+                     }
+                     // 10 grants of 2 descriptors fit the budget of 20, once; later rounds were
+                     // refused.
+                     for (auto& fd : hoard) {
+                       std::map<std::string, int> codes;
+                       for (;;) {
+                         auto reply = Receive(fd);
+                         if (!reply) break;
+                         ++codes[Code(reply)];
+                       }
+                       for (const auto& [code, n] : codes)
+                         out += code + " " + std::to_string(n) + " ";
+                       out += "| ";
+                     }
+                     return out;
+                   }),
+            "GRANT 10 | RESOURCE_EXHAUSTED 10 | RESOURCE_EXHAUSTED 10 | ");
   ExpectServedAndClean();
 }
 
