@@ -57,8 +57,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         (t.file.empty() || t.file[0] != '/')) {
       Violation("relative file for target " + t.name);
     }
-    if (t.source == SourceType::kNetns && t.file.find("/..", 10) != std::string::npos) {
-      Violation("netns escapes /run/netns: " + t.file);
+    if (t.source == SourceType::kNetns) {
+      // One name directly under /run/netns ("..x" is a name; "..", "." and "a/b" are not).
+      constexpr std::string_view kDir = "/run/netns/";
+      std::string_view name = t.file;
+      if (name.substr(0, kDir.size()) != kDir) Violation("netns outside /run/netns: " + t.file);
+      name.remove_prefix(kDir.size());
+      if (name.empty() || name == "." || name == ".." || name.find('/') != name.npos) {
+        Violation("netns escapes /run/netns: " + t.file);
+      }
     }
     for (const auto& [kind, file] : t.paths) {
       if (!IsNamespaceKind(kind) || file.empty() || file[0] != '/') Violation("path entry");
