@@ -126,6 +126,14 @@ Outcome HandleJoin(const Catalog& catalog, const PeerIdentity& peer, std::string
     g->set_inode(e.inode);
     g->set_device(e.device);
     g->set_ns_id(e.ns_id);
+    if (e.kind == NsKind::kJail) {
+      g->set_jid(e.jid);
+      g->set_jail_name(e.jail_name);
+      // A jail descriptor also lets its holder remove or reconfigure the jail: root only;
+      // everyone else attaches by jid (DESIGN.md, FreeBSD).
+      if (peer.uid != 0) e.fd.reset();
+    }
+    if (!e.fd.valid()) continue;
     g->set_fd_index(static_cast<std::uint32_t>(out.fds.size()));
     out.fds.push_back(std::move(e.fd));
   }

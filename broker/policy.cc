@@ -1,7 +1,5 @@
 #include "policy.h"
 
-#include <sys/socket.h>
-
 #include <algorithm>
 
 namespace nsbroker {
@@ -16,28 +14,6 @@ bool Matches(const Rule& rule, const PeerIdentity& peer) {
 std::string Who(const PeerIdentity& peer) { return "uid " + std::to_string(peer.uid); }
 
 }  // namespace
-
-Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock) {
-  ucred cred{};
-  socklen_t len = sizeof cred;
-  if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    return SysError(ErrorCode::kInternal, "SO_PEERCRED");
-  }
-  PeerIdentity peer{.pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
-  // SO_PEERGROUPS reports ERANGE with the needed size when the buffer is short.
-  std::vector<gid_t> groups(16);
-  for (;;) {
-    len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
-    if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) break;
-    if (errno != ERANGE || len / sizeof(gid_t) <= groups.size()) {
-      return SysError(ErrorCode::kInternal, "SO_PEERGROUPS");
-    }
-    groups.resize(len / sizeof(gid_t));
-  }
-  groups.resize(len / sizeof(gid_t));
-  peer.groups = std::move(groups);
-  return peer;
-}
 
 Allowance AllowedKinds(const TargetSpec& spec, const PeerIdentity& peer) {
   if (peer.uid == 0) return {spec.expose, "root"};

@@ -1,5 +1,5 @@
-// Owns who may enter what: the peer's kernel-reported identity and the allow rules of a
-// target. Never opens a descriptor and never trusts anything a client says about itself.
+// Owns who may enter what: the allow rules of a target applied to the kernel-reported peer
+// identity (peer.h). Never opens a descriptor and never trusts what a client says about itself.
 //
 //   auto peer = nsbroker::ReadPeerIdentity(conn);   // SO_PEERCRED + SO_PEERGROUPS
 //   auto d = nsbroker::DecideJoin(spec, *peer, KindBit(NsKind::kNet));
@@ -13,20 +13,9 @@
 
 #include "config.h"
 #include "nsbroker/error.h"
-#include "nsbroker/unique_fd.h"
+#include "peer.h"
 
 namespace nsbroker {
-
-// Who the kernel says is at the other end of a connection, read once at accept.
-struct PeerIdentity {
-  pid_t pid = 0;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  std::vector<gid_t> groups;  // supplementary groups
-};
-
-// SO_PEERCRED and SO_PEERGROUPS of a connected AF_UNIX socket.
-[[nodiscard]] Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock);
 
 // The kinds of `spec` this peer may have (uid 0: everything exposed), and the rule that said
 // so ("root", "uid 1000", "group webdev, uid 1000" when several rules add up).

@@ -1,8 +1,6 @@
 #include "server.h"
 
 #include <fcntl.h>
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "wire.h"
@@ -89,8 +87,7 @@ void Server::Leave(const PeerIdentity& peer, BorrowedFd conn) {
   if (unread != state.unread.end()) {
     std::size_t fds = unread->second;
     state.unread.erase(unread);
-    int queued = 0;
-    if (ioctl(conn.get(), SIOCOUTQ, &queued) == 0 && queued > 0) {
+    if (QueuedBytes(conn) > 0) {
       // Closing our end would not take the descriptors out of the peer's queue, only out of
       // our count: waiting out idle_timeout_ms would refill a hoarder's budget. Keep a
       // duplicate, shut down (the peer still reads what is queued, then end-of-file).
@@ -112,9 +109,8 @@ std::size_t Server::Unread(UidState& state) {
   for (auto u = map.begin(); u != map.end();) {
     // Descriptors in a datagram stay charged to the sender until the receiver reads it
     // (unix(7) SCM_RIGHTS; past RLIMIT_NOFILE sendmsg fails with ETOOMANYREFS for every
-    // peer). SIOCOUTQ is the bytes of our datagrams still queued on that connection.
-    int queued = 0;
-    if (ioctl(u->first, SIOCOUTQ, &queued) != 0 || queued == 0) {
+    // peer). QueuedBytes (SIOCOUTQ) is what of ours is still queued on that connection.
+    if (QueuedBytes(u->first) == 0) {
       state.closed_unread.erase(u->first);
       u = map.erase(u);
       continue;

@@ -20,10 +20,12 @@ namespace nsbroker {
 // One entry of a grant, with its own descriptor and what identifies it.
 struct EntryFd {
   NsKind kind = NsKind::kNet;
-  UniqueFd fd;
+  UniqueFd fd;  // may be invalid for a JAIL entry granted by jid only
   std::uint64_t inode = 0;
   std::uint64_t device = 0;
   std::uint64_t ns_id = 0;  // 0 where the kernel has no namespace id
+  std::int32_t jid = 0;     // JAIL only
+  std::string jail_name;    // JAIL only
 };
 
 // An opened target. Implementations are platform code; everything else sees only this.

@@ -120,6 +120,7 @@ void BuildEnvironment(const std::vector<std::string>& kept, const Account& accou
                "Runs CMD (default: your login shell) as yourself inside TARGET, if the broker\n"
                "at %s allows it. See jailme(1).\n",
                kSocketPath);
+  std::fflush(stdout);  // _exit does not flush stdio
   _exit(status == 0 ? 0 : kExitFailure);
 }
 
@@ -159,19 +160,22 @@ void ForwardSignal(int sig) {
 
 // The parent left behind by the fork after a pid namespace: already dropped to the user, it
 // holds nothing but fds 0-2 and only reports how the command ended (128+N for signal N).
-[[noreturn]] void WaitAndExit(pid_t child) {
+// SIGTERM/SIGHUP arrive blocked (see the fork) and are unblocked once the forwarding is in
+// place, so one sent right after the fork is passed on rather than killing only this process.
+[[noreturn]] void WaitAndExit(pid_t child, const sigset_t& caller_mask) {
   g_command = child;
   // Terminal SIGINT/SIGQUIT reach the whole foreground process group: the command decides.
   std::signal(SIGINT, SIG_IGN);
   std::signal(SIGQUIT, SIG_IGN);
   std::signal(SIGTERM, ForwardSignal);
   std::signal(SIGHUP, ForwardSignal);
+  sigprocmask(SIG_SETMASK, &caller_mask, nullptr);
   auto status = WaitForExit(child);
   if (!status) Die(status.error().message);
   _exit(*status);
 }
 
-int Main(int argc, char** argv) {
+[[noreturn]] void Main(int argc, char** argv) {
   EnsureStdio();
   // prctl(2) PR_SET_DUMPABLE: a non-dumpable process cannot be ptraced or have its /proc
   // files opened by anyone lacking CAP_SYS_PTRACE, in particular not by processes of the
@@ -241,13 +245,19 @@ int Main(int argc, char** argv) {
   // setns(2) with a pid namespace only moves later children: fork, so the command is inside.
   // Both sides are already the user; the parent only waits.
   if (entered->pid) {
+    sigset_t forwarded, caller_mask;
+    sigemptyset(&forwarded);
+    sigaddset(&forwarded, SIGTERM);
+    sigaddset(&forwarded, SIGHUP);
+    sigprocmask(SIG_BLOCK, &forwarded, &caller_mask);
     auto child = ForkIntoPidNamespace(*grant);  // a dead init is reported as such
     if (!child) DieTarget(target, child.error().message);
     if (*child > 0) {
       grant = Grant{};  // close every descriptor of the target in this process
       if (close_range(3, ~0U, 0) != 0) Die("close_range failed");
-      WaitAndExit(*child);
+      WaitAndExit(*child, caller_mask);
     }
+    sigprocmask(SIG_SETMASK, &caller_mask, nullptr);  // the command gets the caller's mask
   }
   if (enter_user) {
     if (auto r = Enter(*grant, EnterOptions{.kinds = {NsKind::kUser}}); !r) {
@@ -278,10 +288,12 @@ int Main(int argc, char** argv) {
   int err = errno;
   std::fprintf(stderr, "jailme: target '%s': cannot run '%s': %s\n", target.c_str(), command[0],
                std::strerror(err));
-  return err == ENOENT ? kExitNotFound : kExitNotExecutable;
+  // _exit, as on every path once inside: nothing to flush, and no exit-time hooks running
+  // in the target's namespaces.
+  _exit(err == ENOENT ? kExitNotFound : kExitNotExecutable);
 }
 
 }  // namespace
 }  // namespace nsbroker
 
-int main(int argc, char** argv) { return nsbroker::Main(argc, argv); }
+int main(int argc, char** argv) { nsbroker::Main(argc, argv); }

@@ -164,6 +164,9 @@ Result<Args> ParseArgs(int argc, char** argv) {
     }
   }
   for (int i = optind; i < argc; ++i) args.command.emplace_back(argv[i]);
+  if (args.json && !args.list) {
+    return MakeError(ErrorCode::kInvalidRequest, std::string("--json needs --list\n") + kUsage);
+  }
   if (args.list) {
     if (!args.target.empty() || !args.command.empty()) {
       return MakeError(ErrorCode::kInvalidRequest,

@@ -411,6 +411,17 @@ TEST_F(JailmeTest, ListShowsTheTargetsTheUserMayJoin) {
   EXPECT_NE(r.out.find("uts"), std::string::npos) << r.out;
 }
 
+TEST_F(JailmeTest, HelpOnStdoutUsageErrorsAre125) {
+  auto help = Jailme(kNobody, {"--help"});
+  EXPECT_EQ(help.status, 0);
+  EXPECT_EQ(help.out.rfind("usage: jailme TARGET", 0), 0u) << help.out;
+  for (const auto& args : std::vector<std::vector<std::string>>{{}, {"-x"}, {"--list", "web1"}}) {
+    auto r = Jailme(kNobody, args);
+    EXPECT_EQ(r.status, 125);
+    EXPECT_EQ(r.err.rfind("usage: jailme TARGET", 0), 0u) << r.err;
+  }
+}
+
 TEST_F(JailmeTest, ExitStatusIsTheCommandsOr126And127) {
   StartBroker();
   EXPECT_EQ(Jailme(kNobody, {"web1", "/bin/sh", "-c", "exit 7"}).status, 7);

@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -178,6 +180,25 @@ TEST_F(NsjoinTest, DefaultCommandIsTheShell) {
        .stdin_data = "hostname\n"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "web1-host\n");
+}
+
+TEST_F(NsjoinTest, CommandInheritsNoDescriptorOfNsjoin) {
+  // Whatever this test inherited itself is the baseline; nsjoin must add nothing to it.
+  auto baseline = RunCommand({"ls", "-1", "/proc/self/fd"});
+  ASSERT_EQ(baseline.status, 0);
+  for (const char* kind : {"-u", "-p"}) {
+    auto r = Nsjoin({"-t", "web1", kind, "--", "ls", "-1", "/proc/self/fd"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, baseline.out) << kind;
+  }
+}
+
+TEST_F(NsjoinTest, SetuidAndSetgidApplyAfterEntering) {
+  auto r = Nsjoin({"-t", "web1", "-u", "-S", "65534", "-G", "65533", "--", "sh", "-c",
+                   "hostname; id -u; id -g; id -G"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "web1-host\n65534\n65533\n65533\n");
+  EXPECT_EQ(Nsjoin({"-t", "web1", "-S", "x1"}).status, 125);
 }
 
 TEST_F(NsjoinTest, UnknownTargetFailsWith125) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include "test_util.h"
 
 namespace nsbroker {
@@ -161,6 +163,16 @@ TEST(Config, SelfConfigExposesEverythingToRootOnly) {
   EXPECT_TRUE(config.targets[0].rules.empty());
   EXPECT_EQ(KindSetString(config.targets[0].expose),
             "cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd");
+}
+
+TEST(Config, PackagedExampleIsValidTextFormat) {
+  // Its users and groups (nsbroker, deploy, webdev) exist only where it is installed; a
+  // semantic error proves that the whole file parsed.
+  auto config = LoadConfig(NSB_SOURCE_DIR "/packaging/nsbroker.conf");
+  ASSERT_FALSE(config.has_value());
+  EXPECT_TRUE(std::regex_search(config.error().message,
+                                std::regex(":\\d+:\\d+: .*unknown (user|group) '")))
+      << config.error().message;
 }
 
 TEST(Config, KindSetHelpers) {

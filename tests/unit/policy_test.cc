@@ -85,7 +85,7 @@ TEST(Policy, AllowedKindsIsEmptyForStrangers) {
   EXPECT_EQ(AllowedKinds(Web(), Peer(0, 0)).kinds, kNet | kUts | kMnt | kPid);
 }
 
-TEST(Policy, PeerIdentityComesFromTheKernel) {
+TEST(Peer, IdentityComesFromTheKernel) {
   auto pair = SeqpacketPair();
   ASSERT_OK(pair);
   auto peer = ReadPeerIdentity(pair->first);

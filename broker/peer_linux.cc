@@ -1,0 +1,39 @@
+// Linux side of peer.h: SO_PEERCRED, SO_PEERGROUPS and SIOCOUTQ.
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "peer.h"
+
+namespace nsbroker {
+
+Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return SysError(ErrorCode::kInternal, "SO_PEERCRED");
+  }
+  PeerIdentity peer{.pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+  // SO_PEERGROUPS reports ERANGE with the needed size when the buffer is short.
+  std::vector<gid_t> groups(16);
+  for (;;) {
+    len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) break;
+    if (errno != ERANGE || len / sizeof(gid_t) <= groups.size()) {
+      return SysError(ErrorCode::kInternal, "SO_PEERGROUPS");
+    }
+    groups.resize(len / sizeof(gid_t));
+  }
+  groups.resize(len / sizeof(gid_t));
+  peer.groups = std::move(groups);
+  return peer;
+}
+
+std::size_t QueuedBytes(BorrowedFd sock) {
+  // For AF_UNIX this is the sender's sk_wmem_alloc: our datagrams still in the peer's queue.
+  int queued = 0;
+  if (ioctl(sock.get(), SIOCOUTQ, &queued) != 0 || queued < 0) return 0;
+  return static_cast<std::size_t>(queued);
+}
+
+}  // namespace nsbroker
