@@ -194,6 +194,8 @@ TEST_F(Faults, TargetDyingUnderLoad) {
   auto broker =
       Broker::Start(TargetBlock("web1", target_->pid()) + TargetBlock("web2", other->pid()));
   ASSERT_OK(broker);
+  // After Broker::Start's own probe connection has been closed.
+  std::this_thread::sleep_for(milliseconds(200));
   std::size_t baseline = CountFdsOf(broker->pid());
   std::optional<Load> a, b;
   a.emplace(broker->socket(), "web1");
