@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include "wire.h"
@@ -23,7 +24,8 @@ Server::Server(event_base* base, std::unique_ptr<Catalog> catalog, std::unique_p
       verbose_(verbose),
       catalog_(std::move(catalog)),
       audit_(std::move(audit)),
-      reap_(base, -1, 0, [this](short) { graveyard_.clear(); }) {
+      reap_(base, -1, 0, [this](short) { graveyard_.clear(); }),
+      sweep_(base, -1, 0, [this](short) { Sweep(); }) {
   WatchTargets();
 }
 
@@ -80,8 +82,57 @@ void Server::Leave(const PeerIdentity& peer, BorrowedFd conn) {
   --stats_.active_connections;
   auto it = uids_.find(peer.uid);
   if (it == uids_.end()) return;
-  it->second.unread.erase(conn.get());
-  if (--it->second.connections == 0 && it->second.unread.empty()) uids_.erase(it);
+  UidState& state = it->second;
+  auto unread = state.unread.find(conn.get());
+  if (unread != state.unread.end()) {
+    std::size_t fds = unread->second;
+    state.unread.erase(unread);
+    if (QueuedBytes(conn) > 0) {
+      // Closing our end would not take the descriptors out of the peer's queue, only out of
+      // our count: waiting out idle_timeout_ms would refill a hoarder's budget. Keep a
+      // duplicate, shut down (the peer still reads what is queued, then end-of-file).
+      UniqueFd kept(fcntl(conn.get(), F_DUPFD_CLOEXEC, 0));
+      if (kept.valid()) {
+        shutdown(kept.get(), SHUT_RDWR);
+        state.unread[kept.get()] = fds;
+        state.closed_unread.emplace(kept.get(), std::move(kept));
+        if (!sweep_.pending()) sweep_.Add(std::chrono::seconds(1));
+      }
+    }
+  }
+  if (--state.connections == 0 && state.unread.empty()) uids_.erase(it);
+}
+
+std::size_t Server::Unread(UidState& state) {
+  std::size_t unread = 0;
+  auto& map = state.unread;
+  for (auto u = map.begin(); u != map.end();) {
+    // Descriptors in a datagram stay charged to the sender until the receiver reads it
+    // (unix(7) SCM_RIGHTS; past RLIMIT_NOFILE sendmsg fails with ETOOMANYREFS for every
+    // peer). QueuedBytes (SIOCOUTQ) is what of ours is still queued on that connection.
+    if (QueuedBytes(u->first) == 0) {
+      state.closed_unread.erase(u->first);
+      u = map.erase(u);
+      continue;
+    }
+    unread += u->second;
+    ++u;
+  }
+  return unread;
+}
+
+void Server::Sweep() {
+  bool kept = false;
+  for (auto it = uids_.begin(); it != uids_.end();) {
+    Unread(it->second);
+    kept = kept || !it->second.closed_unread.empty();
+    if (it->second.connections == 0 && it->second.unread.empty()) {
+      it = uids_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (kept) sweep_.Add(std::chrono::seconds(1));
 }
 
 void Server::NoteUnread(uid_t uid, BorrowedFd conn, std::size_t fds) {
@@ -92,19 +143,7 @@ std::size_t Server::FdBudget(uid_t uid) {
   std::size_t limit = catalog_->config().max_inflight_fds_per_uid;
   auto it = uids_.find(uid);
   if (it == uids_.end()) return limit;
-  std::size_t unread = 0;
-  auto& map = it->second.unread;
-  for (auto u = map.begin(); u != map.end();) {
-    // Descriptors in a datagram stay charged to the sender until the receiver reads it
-    // (unix(7) SCM_RIGHTS; past RLIMIT_NOFILE sendmsg fails with ETOOMANYREFS for every
-    // peer). QueuedBytes (SIOCOUTQ) is what of ours is still queued on that connection.
-    if (QueuedBytes(u->first) == 0) {
-      u = map.erase(u);
-      continue;
-    }
-    unread += u->second;
-    ++u;
-  }
+  std::size_t unread = Unread(it->second);
   return unread >= limit ? 0 : limit - unread;
 }
 

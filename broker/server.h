@@ -61,7 +61,15 @@ class Server {
     std::uint32_t connections = 0;
     // Connections whose last responses carried descriptors, keyed by socket: value = count.
     std::unordered_map<int, std::size_t> unread;
+    // Duplicates of closed connections' sockets whose peers still hold those responses
+    // unread: the descriptors in them stay in flight, charged to us, after the close, so the
+    // socket is kept (shut down) to measure them until its queue drains. Keys as in unread.
+    std::unordered_map<int, UniqueFd> closed_unread;
   };
+  // Drops the unread entries of `state` whose queues are empty; returns what remains.
+  std::size_t Unread(UidState& state);
+  // Closes kept sockets that drained, for every uid; re-arms itself while any are left.
+  void Sweep();
 
   void OnAccept(UniqueFd conn);
   void OnReadable(Connection& conn, short what);
@@ -85,6 +93,7 @@ class Server {
   // deletion]; reap_ empties it.
   std::vector<std::unique_ptr<Connection>> graveyard_;
   Event reap_;
+  Event sweep_;
 };
 
 }  // namespace nsbroker

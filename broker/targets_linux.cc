@@ -106,6 +106,18 @@ Result<std::vector<EntryFd>> DupHeld(const std::vector<EntryFd>& held, KindSet k
   return out;
 }
 
+// A pidfd polls readable once its process has exited (even before it is reaped). poll() with
+// a zero timeout still fails with EINTR when a signal arrives (a SIGHUP reload, under load):
+// that says nothing about the process, so ask again rather than report a live target dead.
+bool ProcessExited(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  int n;
+  do {
+    n = poll(&p, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  return n != 0;
+}
+
 // self, netns and path targets: every descriptor is opened once and held.
 class HeldTarget : public TargetHandle {
  public:
@@ -143,11 +155,7 @@ class ProcessTarget : public TargetHandle {
  private:
   std::unexpected<Error> Gone() const { return MakeError(ErrorCode::kUnavailable, GoneReason()); }
 
-  // A pidfd polls readable once its process has exited (even before it is reaped).
-  bool Alive() const {
-    pollfd p{pidfd_.get(), POLLIN, 0};
-    return poll(&p, 1, 0) == 0;
-  }
+  bool Alive() const { return !ProcessExited(pidfd_.get()); }
 
   Result<std::vector<EntryFd>> Fetch(KindSet kinds) const {
     std::vector<EntryFd> out;
@@ -206,8 +214,9 @@ Result<TargetHandlePtr> OpenProcess(pid_t pid, KindSet kinds, bool hold) {
     return SysError("pidfd_open " + std::to_string(pid));
   }
   auto target = std::make_unique<ProcessTarget>(pid, std::move(pidfd));
-  pollfd p{target->watch_fd(), POLLIN, 0};
-  if (poll(&p, 1, 0) != 0) return MakeError(ErrorCode::kUnavailable, target->GoneReason());
+  if (ProcessExited(target->watch_fd())) {
+    return MakeError(ErrorCode::kUnavailable, target->GoneReason());
+  }
   if (hold) {
     auto held = target->Hold(kinds);
     if (!held) return std::unexpected(std::move(held.error()));
