@@ -16,6 +16,7 @@
 
 #include "nsbroker/ns_kind.h"
 #include "nsbroker/uwsgi.h"
+#include "wire.h"
 
 namespace nsbroker {
 namespace {
@@ -26,26 +27,6 @@ constexpr unsigned long kNsGetId = _IOR(NSIO, 13, std::uint64_t);
 
 std::unexpected<Error> Fail(ErrorCode code, const std::string& target, const std::string& why) {
   return MakeError(code, "uwsgi " + target + ": " + why);
-}
-
-// Takes ownership of every SCM_RIGHTS descriptor before anything is checked, so that every
-// error path closes them all [libbase cmsg.cpp]. False if a foreign control message came.
-bool CollectFds(msghdr& msg, std::vector<UniqueFd>& fds) {
-  bool foreign = false;
-  for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-    if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
-      std::size_t n = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      const unsigned char* data = CMSG_DATA(cmsg);
-      for (std::size_t i = 0; i < n; ++i) {
-        int fd;
-        std::memcpy(&fd, data + i * sizeof(int), sizeof(int));
-        fds.emplace_back(fd);
-      }
-    } else {
-      foreign = true;
-    }
-  }
-  return !foreign;
 }
 
 // Only root, the listed uids, or the caller itself (when not running set-uid) may serve.
@@ -168,7 +149,7 @@ Result<Grant> ReadUwsgiGrant(BorrowedFd sock, const std::string& target,
     if (n < 0) {
       return Fail(CodeForErrno(errno), target, std::string("recvmsg: ") + std::strerror(errno));
     }
-    bool only_rights = CollectFds(msg, fds);
+    bool only_rights = TakeRightsFds(msg, fds);
     if (msg.msg_flags & MSG_CTRUNC) {
       return Fail(ErrorCode::kInvalidRequest, target,
                   "greeting carries more than " + std::to_string(kUwsgiMaxFds) +

@@ -6,11 +6,8 @@
 #include <cstring>
 
 namespace nsbroker {
-namespace {
 
-// Takes ownership of every descriptor in every SCM_RIGHTS message before anything is
-// checked, so that each error path below closes them all [libbase cmsg.cpp].
-bool CollectFds(msghdr& msg, std::vector<UniqueFd>& fds) {
+bool TakeRightsFds(msghdr& msg, std::vector<UniqueFd>& fds) {
   bool foreign = false;
   for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
     if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
@@ -27,8 +24,6 @@ bool CollectFds(msghdr& msg, std::vector<UniqueFd>& fds) {
   }
   return !foreign;
 }
-
-}  // namespace
 
 Result<std::pair<UniqueFd, UniqueFd>> SeqpacketPair() {
   int sv[2];
@@ -93,7 +88,7 @@ Result<Datagram> ReceiveDatagram(BorrowedFd sock, std::size_t max_fds, std::size
     return n < 0 ? std::size_t{0} : std::min(static_cast<std::size_t>(n), capacity);
   });
   if (n < 0) return SysError("recvmsg");
-  bool only_rights = CollectFds(msg, out.fds);
+  bool only_rights = TakeRightsFds(msg, out.fds);
   if (n == 0 && out.fds.empty() && msg.msg_controllen == 0) {
     return MakeError(ErrorCode::kUnavailable, "connection closed by peer");
   }

@@ -15,6 +15,8 @@
 #include "nsbroker/ns_kind.h"
 #include "nsbroker/unique_fd.h"
 
+struct msghdr;
+
 namespace nsbroker {
 
 inline constexpr std::uint32_t kProtocolVersion = 1;
@@ -40,6 +42,11 @@ struct Datagram {
 // than SCM_RIGHTS. An orderly close is kUnavailable "connection closed by peer".
 [[nodiscard]] Result<Datagram> ReceiveDatagram(BorrowedFd sock, std::size_t max_fds,
                                                std::size_t max_bytes = kMaxMessageSize);
+
+// Takes ownership of every descriptor in every SCM_RIGHTS message of a received `msg`
+// before anything is checked, so that each caller's error path closes them all [libbase
+// cmsg.cpp]. False if a control message other than SCM_RIGHTS came too.
+[[nodiscard]] bool TakeRightsFds(msghdr& msg, std::vector<UniqueFd>& fds);
 
 // Serializes `message` (refusing more than kMaxMessageSize) and sends it with `fds`.
 [[nodiscard]] Result<void> SendMessage(BorrowedFd sock, const google::protobuf::MessageLite& message,
