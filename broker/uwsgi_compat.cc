@@ -11,6 +11,7 @@
 #include "catalog.h"
 #include "handler.h"
 #include "server.h"
+#include "wire.h"
 
 namespace nsbroker {
 
@@ -141,26 +142,11 @@ void UwsgiListener::Greet(Connection& conn) {
                               : std::vector<int>();
   if (send.empty()) return Close(conn);  // denied (audited by Join) or nothing uWSGI can use
   std::string greeting = UwsgiGreeting(static_cast<int>(send.size()));
-  iovec iov{greeting.data(), greeting.size()};
-  std::vector<char> control(CMSG_SPACE(send.size() * sizeof(int)), 0);
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(send.size() * sizeof(int));
-  std::memcpy(CMSG_DATA(cmsg), send.data(), send.size() * sizeof(int));
-  ssize_t n;
-  do {
-    n = sendmsg(conn.fd.get(), &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  // 15 bytes into a fresh connection's empty buffer: anything short is the peer's doing.
-  if (n != static_cast<ssize_t>(greeting.size())) {
+  // One sendmsg (SendDatagram), 15 bytes into a fresh connection's empty buffer: anything
+  // short is the peer's doing.
+  if (auto sent = SendDatagram(conn.fd, greeting, send); !sent) {
     LogLine("uwsgi: sending to pid " + std::to_string(conn.peer.pid) + ": " +
-            (n < 0 ? std::string(std::strerror(errno)) : std::string("short write")));
+            sent.error().message);
     return Close(conn);
   }
   // uWSGI's server closes here, and clients may read until EOF: they get it now. But the
