@@ -58,32 +58,29 @@ Result<Config> LoadServiceConfig(const ServiceOptions& options) {
   return config;
 }
 
-Result<UniqueFd> BindSocket(const Config& config) {
-  const std::string& path = config.socket;
-  auto addr = UnixAddress(path);
-  if (!addr) return std::unexpected(std::move(addr.error()));
-  std::string dir = path.substr(0, path.rfind('/'));
-  if (!dir.empty() && mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return SysError("mkdir " + dir);
-  }
+Result<UniqueFd> ListenUnixSocket(const sockaddr_un& addr, int type, const Config& config,
+                                  std::string_view server) {
+  const std::string path(addr.sun_path);
   struct stat st;
   if (lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       return MakeError(ErrorCode::kInvalidRequest, path + " exists and is not a socket");
     }
-    UniqueFd probe(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    // Probing a live server costs it nothing (a uWSGI server sends its greeting and closes).
+    UniqueFd probe(socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
     if (probe.valid() &&
-        connect(probe.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) == 0) {
-      return MakeError(ErrorCode::kUnavailable, path + ": another broker is serving it");
+        connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+      return MakeError(ErrorCode::kUnavailable,
+                       path + ": another " + std::string(server) + " is serving it");
     }
     if (unlink(path.c_str()) != 0) return SysError("unlink stale socket " + path);
   }
-  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  UniqueFd fd(socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd.valid()) return SysError("socket");
   // Created owner-only, then opened up to socket_mode once the group is right, so that no
   // one outside socket_group can connect in between.
   mode_t old_umask = umask(0177);
-  int rc = bind(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
+  int rc = bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
   umask(old_umask);
   if (rc != 0) return SysError("bind " + path);
   if (config.socket_group &&
@@ -93,6 +90,17 @@ Result<UniqueFd> BindSocket(const Config& config) {
   if (chmod(path.c_str(), config.socket_mode) != 0) return SysError("chmod " + path);
   if (listen(fd.get(), SOMAXCONN) != 0) return SysError("listen " + path);
   return fd;
+}
+
+Result<UniqueFd> BindSocket(const Config& config) {
+  const std::string& path = config.socket;
+  auto addr = UnixAddress(path);
+  if (!addr) return std::unexpected(std::move(addr.error()));
+  std::string dir = path.substr(0, path.rfind('/'));
+  if (!dir.empty() && mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return SysError("mkdir " + dir);
+  }
+  return ListenUnixSocket(*addr, SOCK_SEQPACKET, config, "broker");
 }
 
 Result<std::optional<UniqueFd>> InheritedSocket() {

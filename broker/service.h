@@ -5,8 +5,11 @@
 //   return nsbroker::RunService(options);  // until SIGTERM/SIGINT; the exit status
 #pragma once
 
+#include <sys/un.h>
+
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "config.h"
 #include "nsbroker/error.h"
@@ -24,6 +27,12 @@ struct ServiceOptions {
 
 // The config the options name: the file, or the embedded default for --self; --socket wins.
 [[nodiscard]] Result<Config> LoadServiceConfig(const ServiceOptions& options);
+
+// Binds and listens on `addr` (a path, NUL-terminated in sun_path) as an AF_UNIX socket of
+// `type`, with the config's socket_mode and socket_group. A stale socket file is replaced; a
+// live one ("another <server> is serving it") or anything that is not a socket is an error.
+[[nodiscard]] Result<UniqueFd> ListenUnixSocket(const sockaddr_un& addr, int type,
+                                                const Config& config, std::string_view server);
 
 // Binds the config's socket with socket_mode and socket_group. A stale socket file is
 // replaced; a live one (another broker) or anything that is not a socket is an error.

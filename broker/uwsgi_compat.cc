@@ -11,6 +11,7 @@
 #include "catalog.h"
 #include "handler.h"
 #include "server.h"
+#include "service.h"
 #include "wire.h"
 
 namespace nsbroker {
@@ -70,34 +71,7 @@ Result<UniqueFd> BindUwsgiSocket(const Config& config) {
     return MakeError(ErrorCode::kInvalidRequest, "uwsgi_socket \"" + path + "\": bad length");
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
-  struct stat st;
-  if (lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return MakeError(ErrorCode::kInvalidRequest, path + " exists and is not a socket");
-    }
-    // Probing a live uWSGI server costs it nothing: it sends its greeting and closes.
-    UniqueFd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (probe.valid() &&
-        connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
-      return MakeError(ErrorCode::kUnavailable, path + ": another server is serving it");
-    }
-    if (unlink(path.c_str()) != 0) return SysError("unlink stale socket " + path);
-  }
-  UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd.valid()) return SysError("socket");
-  // Owner-only until the group is right, as for the native socket: no one outside
-  // socket_group can connect in between.
-  mode_t old_umask = umask(0177);
-  int rc = bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-  umask(old_umask);
-  if (rc != 0) return SysError("bind " + path);
-  if (config.socket_group &&
-      chown(path.c_str(), static_cast<uid_t>(-1), *config.socket_group) != 0) {
-    return SysError("chown " + path);
-  }
-  if (chmod(path.c_str(), config.socket_mode) != 0) return SysError("chmod " + path);
-  if (listen(fd.get(), SOMAXCONN) != 0) return SysError("listen " + path);
-  return fd;
+  return ListenUnixSocket(addr, SOCK_STREAM, config, "server");
 }
 
 UwsgiListener::UwsgiListener(Server& server, UniqueFd listen_fd)
