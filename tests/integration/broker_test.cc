@@ -20,57 +20,12 @@
 #include <thread>
 
 #include "harness.h"
+#include "raw_client.h"
 #include "test_util.h"
 #include "wire.h"
 
 namespace nsbroker::testing {
 namespace {
-
-struct Reply {
-  v1::Response response;
-  std::vector<UniqueFd> fds;
-};
-
-Result<UniqueFd> Connect(const std::string& path) {
-  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return SysError("socket");
-  timeval tv{5, 0};  // a broken broker fails the test instead of hanging it
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return SysError("connect " + path);
-  }
-  return fd;
-}
-
-Result<Reply> Receive(BorrowedFd sock) {
-  auto datagram = ReceiveDatagram(sock, kMaxFdsPerMessage);
-  if (!datagram) return std::unexpected(std::move(datagram.error()));
-  auto response = DecodeResponse(datagram->bytes, datagram->fds.size());
-  if (!response) return std::unexpected(std::move(response.error()));
-  return Reply{std::move(*response), std::move(datagram->fds)};
-}
-
-Result<Reply> Call(BorrowedFd sock, const v1::Request& request) {
-  if (auto sent = SendMessage(sock, request); !sent) return std::unexpected(sent.error());
-  return Receive(sock);
-}
-
-Result<Reply> CallOnce(const std::string& path, const v1::Request& request) {
-  auto sock = Connect(path);
-  if (!sock) return std::unexpected(std::move(sock.error()));
-  return Call(*sock, request);
-}
-
-v1::Request JoinRequest(const std::string& target, std::vector<v1::Kind> kinds = {}) {
-  v1::Request r;
-  r.set_protocol_version(kProtocolVersion);
-  r.mutable_join()->set_target(target);
-  for (auto k : kinds) r.mutable_join()->add_kinds(k);
-  return r;
-}
 
 v1::Request ListRequest() {
   v1::Request r;
@@ -79,37 +34,21 @@ v1::Request ListRequest() {
   return r;
 }
 
-v1::Request StatusRequest() {
-  v1::Request r;
-  r.set_protocol_version(kProtocolVersion);
-  r.mutable_status();
-  return r;
-}
-
-// "GRANT net,uts", "TARGETS web1:uts", "STATUS", or "CODE: message".
-std::string Summary(const Result<Reply>& reply) {
-  if (!reply) return "CLIENT ERROR: " + reply.error().message;
-  const v1::Response& r = reply->response;
-  if (r.has_error()) {
-    return v1::Error::Code_Name(r.error().code()) + ": " + r.error().message();
+// raw_client's Summary with each target's kinds: "TARGETS web1:uts"; an empty response is "".
+std::string Describe(const Result<Reply>& reply) {
+  if (!reply || reply->response.has_grant() || reply->response.has_error() ||
+      reply->response.has_status()) {
+    return Summary(reply);
   }
   std::string out;
-  if (r.has_grant()) {
-    out = "GRANT ";
-    for (int i = 0; i < r.grant().entries_size(); ++i) {
-      if (i > 0) out += ',';
-      out += KindName(static_cast<NsKind>(r.grant().entries(i).kind()));
-    }
-  } else if (r.has_targets()) {
+  if (reply->response.has_targets()) {
     out = "TARGETS";
-    for (const auto& t : r.targets().targets()) {
+    for (const auto& t : reply->response.targets().targets()) {
       out += " " + t.name() + ":";
       for (int i = 0; i < t.kinds_size(); ++i) {
         out += (i > 0 ? "," : "") + std::string(KindName(static_cast<NsKind>(t.kinds(i))));
       }
     }
-  } else if (r.has_status()) {
-    out = "STATUS";
   }
   return out;
 }
@@ -177,7 +116,7 @@ TEST(Broker, GrantsTheTargetsOwnNamespaces) {
   ASSERT_OK(broker);
   auto reply = CallOnce(broker->socket(), JoinRequest("web1"));
   ASSERT_OK(reply);
-  ASSERT_EQ(Summary(reply), "GRANT cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd");
+  ASSERT_EQ(Describe(reply), "GRANT cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd");
   const auto& grant = reply->response.grant();
   EXPECT_EQ(grant.target(), "web1");
   for (const auto& entry : grant.entries()) {
@@ -218,9 +157,9 @@ TEST(Broker, DeniesAnUnlistedUidAndAuditsIt) {
   ASSERT_OK(broker);
   std::string socket = broker->socket();
   std::string out = AsNobody([&] {
-    return Summary(CallOnce(socket, JoinRequest("web1", {v1::MNT, v1::PID}))) + "|" +
-           Summary(CallOnce(socket, ListRequest())) + "|" +
-           Summary(CallOnce(socket, StatusRequest()));
+    return Describe(CallOnce(socket, JoinRequest("web1", {v1::MNT, v1::PID}))) + "|" +
+           Describe(CallOnce(socket, ListRequest())) + "|" +
+           Describe(CallOnce(socket, StatusRequest()));
   });
   EXPECT_EQ(out,
             "PERMISSION_DENIED: target 'web1': uid 65534 may not join mnt,pid|TARGETS|"
@@ -248,16 +187,16 @@ TEST(Broker, AllowRulesNarrowKindsForUsersAndGroups) {
     auto granted = CallOnce(socket, JoinRequest("web1", {v1::UTS}));
     std::string inode_ok =
         granted && granted->fds.size() == 1 && FdInode(granted->fds[0]) == uts ? "inode ok" : "bad";
-    return Summary(granted) + " " + inode_ok + "|" +
-           Summary(CallOnce(socket, JoinRequest("web1", {v1::NET, v1::UTS}))) + "|" +
-           Summary(CallOnce(socket, JoinRequest("web1"))) + "|" +
-           Summary(CallOnce(socket, ListRequest()));
+    return Describe(granted) + " " + inode_ok + "|" +
+           Describe(CallOnce(socket, JoinRequest("web1", {v1::NET, v1::UTS}))) + "|" +
+           Describe(CallOnce(socket, JoinRequest("web1"))) + "|" +
+           Describe(CallOnce(socket, ListRequest()));
   });
   EXPECT_EQ(out,
             "GRANT uts inode ok|PERMISSION_DENIED: target 'web1': uid 65534 may not join net|"
             "GRANT uts|TARGETS web1:uts");
   std::string grouped = AsUser(4000, 4000, {4242}, [&] {
-    return Summary(CallOnce(socket, JoinRequest("web1", {v1::NET, v1::MNT})));
+    return Describe(CallOnce(socket, JoinRequest("web1", {v1::NET, v1::MNT})));
   });
   EXPECT_EQ(grouped, "GRANT mnt,net");
   EXPECT_TRUE(broker->WaitForLog("decision=grant target=web1 kinds=mnt,net"));
@@ -268,7 +207,7 @@ TEST(Broker, UnknownTargetIsNotFound) {
   ASSERT_TRUE(RequireRoot());
   auto broker = Broker::Start("target { name: \"self\" self: true }\n");
   ASSERT_OK(broker);
-  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("nope"))),
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("nope"))),
             "NOT_FOUND: unknown target 'nope'");
   EXPECT_TRUE(broker->WaitForLog("decision=deny target=nope kinds= "));
 }
@@ -282,12 +221,12 @@ TEST(Broker, DeadTargetIsUnavailableUntilReloadFindsItAgain) {
   auto broker =
       Broker::Start("target { name: \"web1\" pid_file: \"" + dir.Join("web1.pid") + "\" }\n");
   ASSERT_OK(broker);
-  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("web1", {v1::UTS}))), "GRANT uts");
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("web1", {v1::UTS}))), "GRANT uts");
   pid_t dead = first->pid();
   first->Kill();
   std::string reason = "process " + std::to_string(dead) + " exited";
   ASSERT_TRUE(broker->WaitForLog("target 'web1' is unavailable: " + reason)) << broker->log();
-  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("web1", {v1::UTS}))),
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("web1", {v1::UTS}))),
             "UNAVAILABLE: target 'web1' is unavailable: " + reason);
   auto status = CallOnce(broker->socket(), StatusRequest());
   ASSERT_OK(status);
@@ -303,7 +242,7 @@ TEST(Broker, DeadTargetIsUnavailableUntilReloadFindsItAgain) {
   kill(broker->pid(), SIGHUP);
   ASSERT_TRUE(broker->WaitForLog("reloaded")) << broker->log();
   auto reply = CallOnce(broker->socket(), JoinRequest("web1", {v1::UTS}));
-  ASSERT_EQ(Summary(reply), "GRANT uts");
+  ASSERT_EQ(Describe(reply), "GRANT uts");
   EXPECT_EQ(FdInode(reply->fds[0]), NsInode(second->NsPath("uts")));
 }
 
@@ -318,14 +257,14 @@ TEST(Broker, ReloadSwapsAGoodConfigAndKeepsTheOldOneOnError) {
   std::string head = "socket: \"" + broker->socket() + "\"\n";
   auto sock = Connect(broker->socket());  // an open connection survives reloads
   ASSERT_OK(sock);
-  EXPECT_EQ(Summary(Call(*sock, JoinRequest("two", {v1::NET}))), "NOT_FOUND: unknown target 'two'");
+  EXPECT_EQ(Describe(Call(*sock, JoinRequest("two", {v1::NET}))), "NOT_FOUND: unknown target 'two'");
 
   std::ofstream(broker->config_path())
       << head << TargetConfig("one", t1->pid()) << TargetConfig("two", t2->pid());
   kill(broker->pid(), SIGHUP);
   ASSERT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 2 targets"))
       << broker->log();
-  EXPECT_EQ(Summary(Call(*sock, JoinRequest("two", {v1::NET}))), "GRANT net");
+  EXPECT_EQ(Describe(Call(*sock, JoinRequest("two", {v1::NET}))), "GRANT net");
 
   // A syntax error, then a target that cannot be opened: both keep the old config.
   std::ofstream(broker->config_path()) << head << "target { name: \"three\" pid: x }\n";
@@ -337,8 +276,8 @@ TEST(Broker, ReloadSwapsAGoodConfigAndKeepsTheOldOneOnError) {
   kill(broker->pid(), SIGHUP);
   ASSERT_TRUE(broker->WaitForLog(broker->config_path() + ":3:1: target 'gone': no process 999999"))
       << broker->log();
-  EXPECT_EQ(Summary(Call(*sock, JoinRequest("two", {v1::NET}))), "GRANT net");
-  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("one", {v1::NET}))), "GRANT net");
+  EXPECT_EQ(Describe(Call(*sock, JoinRequest("two", {v1::NET}))), "GRANT net");
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("one", {v1::NET}))), "GRANT net");
 }
 
 TEST(Broker, StopsCleanlyAndUnlinksTheSocket) {
@@ -367,25 +306,25 @@ TEST(Broker, ConnectionLimitsAnswerResourceExhausted) {
   for (int i = 0; i < 2; ++i) {
     auto sock = Connect(broker->socket());
     ASSERT_OK(sock);
-    ASSERT_EQ(Summary(Call(*sock, ListRequest())),
+    ASSERT_EQ(Describe(Call(*sock, ListRequest())),
               "TARGETS self:" + std::string("cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd"));
     held.push_back(std::move(*sock));
   }
   auto third = Connect(broker->socket());
   ASSERT_OK(third);
-  EXPECT_EQ(Summary(Receive(*third)),
+  EXPECT_EQ(Describe(Receive(*third)),
             "RESOURCE_EXHAUSTED: uid 0 has too many connections (max_connections_per_uid 2)");
-  EXPECT_EQ(Summary(Receive(*third)), "CLIENT ERROR: connection closed by peer");
+  EXPECT_EQ(Describe(Receive(*third)), "CLIENT ERROR: connection closed by peer");
   // Other uids still get in, up to the total.
   std::string socket = broker->socket();
   std::string others = AsNobody([&] {
     auto a = Connect(socket);
     auto b = Connect(socket);
     if (!a || !b) return std::string("connect failed");
-    std::string out = Summary(Call(*a, ListRequest())) + "|" + Summary(Call(*b, ListRequest()));
+    std::string out = Describe(Call(*a, ListRequest())) + "|" + Describe(Call(*b, ListRequest()));
     auto c = Connect(socket);
     if (!c) return std::string("connect failed");
-    return out + "|" + Summary(Receive(*c));
+    return out + "|" + Describe(Receive(*c));
   });
   EXPECT_EQ(others, "TARGETS|TARGETS|RESOURCE_EXHAUSTED: too many connections (max_connections 4)");
   held.clear();
@@ -394,7 +333,7 @@ TEST(Broker, ConnectionLimitsAnswerResourceExhausted) {
   std::string summary;
   for (int i = 0; i < 500 && summary != "GRANT net"; ++i) {
     if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    summary = Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::NET})));
+    summary = Describe(CallOnce(broker->socket(), JoinRequest("self", {v1::NET})));
   }
   EXPECT_EQ(summary, "GRANT net");
 }
@@ -405,9 +344,9 @@ TEST(Broker, IdleConnectionsAreClosed) {
   ASSERT_OK(broker);
   auto sock = Connect(broker->socket());
   ASSERT_OK(sock);
-  ASSERT_EQ(Summary(Call(*sock, JoinRequest("self", {v1::UTS}))), "GRANT uts");
+  ASSERT_EQ(Describe(Call(*sock, JoinRequest("self", {v1::UTS}))), "GRANT uts");
   auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(Summary(Receive(*sock)), "CLIENT ERROR: connection closed by peer");
+  EXPECT_EQ(Describe(Receive(*sock)), "CLIENT ERROR: connection closed by peer");
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
 }
 
@@ -417,7 +356,7 @@ TEST(Broker, DescriptorBearingAndGarbageRequestsAreRefused) {
   ASSERT_OK(broker);
   auto sock = Connect(broker->socket());
   ASSERT_OK(sock);
-  ASSERT_EQ(Summary(Call(*sock, ListRequest())).substr(0, 12), "TARGETS self");
+  ASSERT_EQ(Describe(Call(*sock, ListRequest())).substr(0, 12), "TARGETS self");
   std::size_t broker_fds = CountFdsOf(broker->pid());
 
   std::string list;
@@ -427,27 +366,27 @@ TEST(Broker, DescriptorBearingAndGarbageRequestsAreRefused) {
   UniqueFd pr(p[0]), pw(p[1]);
   int fds[2] = {pr.get(), pw.get()};
   ASSERT_OK(SendDatagram(*sock, list, fds));
-  EXPECT_EQ(Summary(Receive(*sock)),
+  EXPECT_EQ(Describe(Receive(*sock)),
             "INVALID_REQUEST: message carries 2 descriptors, at most 0 expected");
   pw.reset();
   char byte;
   EXPECT_EQ(read(pr.get(), &byte, 1), 0) << "the broker closed the pipe's write end";
 
   ASSERT_OK(SendDatagram(*sock, "\x08\x01\x12\xff\xff garbage"));
-  EXPECT_EQ(Summary(Receive(*sock)), "INVALID_REQUEST: malformed request");
+  EXPECT_EQ(Describe(Receive(*sock)), "INVALID_REQUEST: malformed request");
   std::string huge(kMaxMessageSize + 10, 'x');
   ASSERT_EQ(send(sock->get(), huge.data(), huge.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(huge.size()));
-  EXPECT_EQ(Summary(Receive(*sock)), "INVALID_REQUEST: message exceeds 65536 bytes");
+  EXPECT_EQ(Describe(Receive(*sock)), "INVALID_REQUEST: message exceeds 65536 bytes");
   v1::Request future = ListRequest();
   future.set_protocol_version(7);
   ASSERT_OK(SendMessage(*sock, future));
-  EXPECT_EQ(Summary(Receive(*sock)),
+  EXPECT_EQ(Describe(Receive(*sock)),
             "UNSUPPORTED_VERSION: protocol version 7 is not supported "
             "(this broker speaks 1)");
   // The same connection, and everyone else, is still served; nothing leaked in the broker.
-  EXPECT_EQ(Summary(Call(*sock, JoinRequest("self", {v1::NET}))), "GRANT net");
-  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::IPC}))), "GRANT ipc");
+  EXPECT_EQ(Describe(Call(*sock, JoinRequest("self", {v1::NET}))), "GRANT net");
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("self", {v1::IPC}))), "GRANT ipc");
   // The broker notices the one-shot connection's close asynchronously.
   // (The start-up probes of the harness may still have been open when we first counted.)
   for (int i = 0; i < 100 && CountFdsOf(broker->pid()) > broker_fds; ++i) {
@@ -456,8 +395,8 @@ TEST(Broker, DescriptorBearingAndGarbageRequestsAreRefused) {
   EXPECT_LE(CountFdsOf(broker->pid()), broker_fds);
   // An empty SEQPACKET datagram reads like end-of-file: that connection is closed, and only it.
   ASSERT_OK(SendDatagram(*sock, ""));
-  EXPECT_EQ(Summary(Receive(*sock)), "CLIENT ERROR: connection closed by peer");
-  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::IPC}))), "GRANT ipc");
+  EXPECT_EQ(Describe(Receive(*sock)), "CLIENT ERROR: connection closed by peer");
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("self", {v1::IPC}))), "GRANT ipc");
 }
 
 TEST(Broker, ASlowReaderIsCutOffWhileOthersAreServed) {
@@ -483,7 +422,7 @@ TEST(Broker, ASlowReaderIsCutOffWhileOthersAreServed) {
     ++quiet;  // the broker may still be catching up; once it stops reading us, it stays stopped
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::NET}))), "GRANT net");
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("self", {v1::NET}))), "GRANT net");
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   ASSERT_EQ(fcntl(slow->get(), F_SETFL, 0), 0);
   int answered = 0;
@@ -501,7 +440,7 @@ TEST(Broker, ASlowReaderIsCutOffWhileOthersAreServed) {
   EXPECT_TRUE(broker->WaitForLog("closed: response not read within request_timeout_ms"))
       << broker->log();
   EXPECT_LT(answered, sent);
-  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::UTS}))), "GRANT uts");
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("self", {v1::UTS}))), "GRANT uts");
 }
 
 TEST(Broker, UnreadDescriptorsAreBoundedPerUid) {
@@ -517,13 +456,13 @@ TEST(Broker, UnreadDescriptorsAreBoundedPerUid) {
   ASSERT_OK(SendMessage(*a, JoinRequest("self")));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_OK(SendMessage(*b, JoinRequest("self")));
-  EXPECT_EQ(Summary(Receive(*b)),
+  EXPECT_EQ(Describe(Receive(*b)),
             "RESOURCE_EXHAUSTED: target 'self': uid 0 has too many descriptors in unread "
             "responses");
-  EXPECT_EQ(Summary(Call(*b, JoinRequest("self", {v1::NET, v1::UTS}))), "GRANT net,uts");
-  EXPECT_EQ(Summary(Receive(*a)), "GRANT cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd");
+  EXPECT_EQ(Describe(Call(*b, JoinRequest("self", {v1::NET, v1::UTS}))), "GRANT net,uts");
+  EXPECT_EQ(Describe(Receive(*a)), "GRANT cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd");
   // Read now: the budget is back.
-  EXPECT_EQ(Summary(Call(*b, JoinRequest("self"))),
+  EXPECT_EQ(Describe(Call(*b, JoinRequest("self"))),
             "GRANT cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd");
 }
 
@@ -545,7 +484,7 @@ TEST(Broker, EmfileOnAcceptDoesNotStopTheBroker) {
   ASSERT_TRUE(broker->WaitForLog("accept: Too many open files; pausing accepts")) << broker->log();
   clients.clear();
   ASSERT_EQ(prlimit(broker->pid(), RLIMIT_NOFILE, &saved, nullptr), 0);
-  EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("self", {v1::NET}))), "GRANT net");
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("self", {v1::NET}))), "GRANT net");
   EXPECT_TRUE(broker->process().running());
 }
 
@@ -571,7 +510,7 @@ TEST(Broker, RunAsDropsPrivilegesAfterOpeningTargets) {
   ino_t net = NsInode(target->NsPath("net"));
   EXPECT_EQ(AsNobody([&] {
               auto r = CallOnce(socket, JoinRequest("web1", {v1::NET}));
-              return Summary(r) + (r && FdInode(r->fds[0]) == net ? " same" : " other");
+              return Describe(r) + (r && FdInode(r->fds[0]) == net ? " same" : " other");
             }),
             "GRANT net same");
 }
@@ -639,7 +578,7 @@ TEST(Broker, SelfIsTheEmbeddedDefault) {
   ChildProcess broker = StartRaw({"--socket", socket, "--self"}, dir.Join("log"));
   ASSERT_TRUE(WaitForSocket(socket)) << ReadFile(dir.Join("log"));
   auto reply = CallOnce(socket, JoinRequest("self", {v1::NET, v1::MNT}));
-  ASSERT_EQ(Summary(reply), "GRANT mnt,net");
+  ASSERT_EQ(Describe(reply), "GRANT mnt,net");
   EXPECT_EQ(FdInode(reply->fds[1]), NsInode("/proc/" + std::to_string(broker.pid()) + "/ns/net"));
   struct stat st;
   ASSERT_EQ(stat(socket.c_str(), &st), 0);
@@ -675,7 +614,7 @@ TEST(Broker, SocketActivationAndReadiness) {
   ssize_t n = recv(notify.get(), buf, sizeof buf - 1, 0);
   ASSERT_GT(n, 0) << ReadFile(dir.Join("log"));
   EXPECT_EQ(std::string(buf, static_cast<std::size_t>(n)), "READY=1");
-  EXPECT_EQ(Summary(CallOnce(path, JoinRequest("self", {v1::UTS}))), "GRANT uts");
+  EXPECT_EQ(Describe(CallOnce(path, JoinRequest("self", {v1::UTS}))), "GRANT uts");
   struct stat st;
   EXPECT_NE(stat(dir.Join("unused.sock").c_str(), &st), 0) << "nothing bound";
   EXPECT_EQ(broker.Stop(SIGTERM), 0);
@@ -699,7 +638,7 @@ TEST(Broker, StaleSocketIsReplacedAndOtherFilesRefused) {
   auto second = RunCommand({BrokerBinary(), "-c", broker->config_path()});
   EXPECT_EQ(second.status, 1);
   EXPECT_EQ(second.err, "nsbrokerd: " + path + ": another broker is serving it\n");
-  EXPECT_EQ(Summary(CallOnce(path, JoinRequest("self", {v1::NET}))), "GRANT net");
+  EXPECT_EQ(Describe(CallOnce(path, JoinRequest("self", {v1::NET}))), "GRANT net");
 
   dir.Write("plain", "not a socket");
   dir.Write("c.conf", "socket: \"" + dir.Join("plain") + "\"\n");
