@@ -258,9 +258,11 @@ int WaitForChild(const std::string& target, pid_t child) {
 int RunJoin(const Args& args) {
   auto client = Client::Connect(args.socket, {.trusted_server_uids = {geteuid()}});
   if (!client) return Fail(args.target, client.error());
+  // No namespace named (-a, or nothing) asks for every namespace we may have; ROOT and CWD come
+  // only when named, so a plain join costs the broker no /proc path walks.
   std::vector<NsKind> request = args.kinds;
-  if (!request.empty() && args.enter.chroot_to_root) request.push_back(NsKind::kRoot);
-  if (!request.empty() && args.enter.chdir_to_cwd) request.push_back(NsKind::kCwd);
+  if (args.enter.chroot_to_root) request.push_back(NsKind::kRoot);
+  if (args.enter.chdir_to_cwd) request.push_back(NsKind::kCwd);
   auto grant = client->Join(args.target, request);
   if (!grant) return Fail(args.target, grant.error());
   EnterOptions enter = args.enter;
