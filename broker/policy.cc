@@ -13,6 +13,8 @@ bool Matches(const Rule& rule, const PeerIdentity& peer) {
 
 std::string Who(const PeerIdentity& peer) { return "uid " + std::to_string(peer.uid); }
 
+constexpr KindSet kDirectoryKinds = KindBit(NsKind::kRoot) | KindBit(NsKind::kCwd);
+
 }  // namespace
 
 Allowance AllowedKinds(const TargetSpec& spec, const PeerIdentity& peer) {
@@ -30,8 +32,16 @@ Allowance AllowedKinds(const TargetSpec& spec, const PeerIdentity& peer) {
 JoinDecision DecideJoin(const TargetSpec& spec, const PeerIdentity& peer, KindSet requested) {
   Allowance allowed = AllowedKinds(spec, peer);
   const std::string quoted = "target '" + spec.name + "': ";
-  KindSet wanted = requested == 0 ? spec.expose : requested;
-  if (requested == 0 && allowed.kinds != 0) wanted = allowed.kinds;
+  KindSet wanted = requested;
+  if ((requested & ~kDirectoryKinds) == 0) {
+    // No namespace named: every namespace the peer may have (every exposed one, to word a
+    // refusal), plus ROOT/CWD only if named. They are /proc path walks, the costliest part of
+    // a grant, and a joiner without -r/-w never uses them (docs/BENCHMARKS.md). A target that
+    // exposes nothing but directories still answers an empty Join with them.
+    KindSet pool = allowed.kinds != 0 ? allowed.kinds : spec.expose;
+    wanted = (pool & ~kDirectoryKinds) | requested;
+    if (wanted == 0) wanted = pool;
+  }
   KindSet refused = wanted & ~allowed.kinds;
   if (refused == 0) return {.granted = true, .kinds = wanted, .reason = allowed.reason};
   KindSet unexposed = refused & ~spec.expose;

@@ -25,7 +25,8 @@ struct Allowance {
 };
 Allowance AllowedKinds(const TargetSpec& spec, const PeerIdentity& peer);
 
-// Decides a Join for `requested` kinds (0 = all the peer may have).
+// Decides a Join for `requested` kinds. Naming no namespace kind means every namespace the peer
+// may have; ROOT and CWD are granted only when named.
 struct JoinDecision {
   bool granted = false;
   KindSet kinds = 0;   // granted kinds, or the refused ones

@@ -58,8 +58,15 @@ unsigned long PidfdNsIoctl(NsKind kind) {
   }
 }
 
+// The namespace's unique id; older kernels answer ENOTTY and the grant carries 0 (inode alone).
+std::uint64_t NamespaceId(int fd) {
+  std::uint64_t id = 0;
+  return ioctl(fd, NS_GET_ID, &id) == 0 ? id : 0;
+}
+
 // Fills inode/device/ns_id and checks that the descriptor is what `kind` promises: an nsfs
-// file of that namespace type, or a directory for ROOT/CWD.
+// file of that namespace type, or a directory for ROOT/CWD. For descriptors opened by path
+// (self, path, netns, /proc/PID/root|cwd), where the path may name anything.
 Result<EntryFd> Describe(NsKind kind, UniqueFd fd, const std::string& what) {
   struct stat st;
   if (fstat(fd.get(), &st) != 0) return SysError(ErrorCode::kInternal, "fstat " + what);
@@ -78,12 +85,25 @@ Result<EntryFd> Describe(NsKind kind, UniqueFd fd, const std::string& what) {
                        what + " is a " + std::string(actual ? KindName(*actual) : "unknown") +
                            " namespace, not " + std::string(KindName(kind)));
     }
-    std::uint64_t id = 0;
-    // Older kernels answer ENOTTY: the grant then carries ns_id 0 and the inode alone.
-    if (ioctl(fd.get(), NS_GET_ID, &id) == 0) entry.ns_id = id;
+    entry.ns_id = NamespaceId(fd.get());
   } else if (!S_ISDIR(st.st_mode)) {
     return MakeError(ErrorCode::kInvalidRequest, what + " is not a directory");
   }
+  entry.fd = std::move(fd);
+  return entry;
+}
+
+// Fills inode/device/ns_id of a descriptor from PIDFD_GET_<KIND>_NAMESPACE. The kernel's
+// contract makes it an nsfs file of exactly that kind (the ioctl opens the task's nsproxy
+// member for that type), so Describe's fstatfs and NS_GET_NSTYPE could never fail here: they
+// were 16 of a grant's 62 system calls (docs/BENCHMARKS.md). One fstat, one NS_GET_ID.
+// `what` builds the descriptor's name for a message, only when one is needed.
+template <typename What>
+Result<EntryFd> DescribeFetched(NsKind kind, UniqueFd fd, const What& what) {
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return SysError(ErrorCode::kInternal, "fstat " + what());
+  EntryFd entry{.kind = kind, .inode = st.st_ino, .device = st.st_dev};
+  entry.ns_id = NamespaceId(fd.get());
   entry.fd = std::move(fd);
   return entry;
 }
@@ -145,8 +165,10 @@ class ProcessTarget : public TargetHandle {
   }
 
   Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
-    if (!Alive()) return Gone();
-    if (holding_) return DupHeld(held_, kinds);
+    if (holding_) {
+      if (!Alive()) return Gone();
+      return DupHeld(held_, kinds);
+    }
     return Fetch(kinds);
   }
   int watch_fd() const override { return pidfd_.get(); }
@@ -157,31 +179,39 @@ class ProcessTarget : public TargetHandle {
 
   bool Alive() const { return !ProcessExited(pidfd_.get()); }
 
+  // One liveness check per grant, after every descriptor is open: the namespaces come through
+  // the pidfd (this very process, whatever its pid now names), but ROOT and CWD only exist
+  // under /proc/PID, and a process still alive after they were opened proves /proc/PID was not
+  // a recycled pid. Checking before or between the opens would prove nothing more.
   Result<std::vector<EntryFd>> Fetch(KindSet kinds) const {
     std::vector<EntryFd> out;
+    out.reserve(static_cast<std::size_t>(KindSetSize(kinds)));
     for (NsKind kind : KindSetList(kinds)) {
-      std::string what = "/proc/" + std::to_string(pid_) + "/" +
-                         (IsNamespaceKind(kind) ? "ns/" : "") + std::string(KindProcFile(kind));
       Result<EntryFd> entry;
       if (IsNamespaceKind(kind)) {
-        // The pidfd names this very process, so no recycled pid can slip in here.
         UniqueFd fd(ioctl(pidfd_.get(), PidfdNsIoctl(kind), 0));
         if (!fd.valid()) {
-          if (errno == ESRCH) return Gone();
-          return SysError("pidfd namespace ioctl for " + what);
+          if (errno == ESRCH || !Alive()) return Gone();
+          return SysError("pidfd namespace ioctl for " + What(kind));
         }
-        entry = Describe(kind, std::move(fd), what);
+        entry = DescribeFetched(kind, std::move(fd), [&] { return What(kind); });
       } else {
-        // ROOT and CWD only exist under /proc/PID: open, then re-check that the pinned process
-        // is still alive, which proves /proc/PID was not a recycled pid.
-        entry = OpenFile(kind, what);
-        if (!Alive()) return Gone();
-        if (!entry && entry.error().sys_errno == ENOENT) return Gone();
+        entry = OpenFile(kind, What(kind));
       }
-      if (!entry) return std::unexpected(std::move(entry.error()));
+      if (!entry) {
+        if (!Alive() || entry.error().sys_errno == ENOENT) return Gone();
+        return std::unexpected(std::move(entry.error()));
+      }
       out.push_back(std::move(*entry));
     }
+    if (!Alive()) return Gone();
     return out;
+  }
+
+  // The /proc path an entry stands for, for messages.
+  std::string What(NsKind kind) const {
+    return "/proc/" + std::to_string(pid_) + "/" + (IsNamespaceKind(kind) ? "ns/" : "") +
+           std::string(KindProcFile(kind));
   }
 
   pid_t pid_;

@@ -126,6 +126,10 @@ Result<Grant> Client::Join(std::string_view target, std::span<const NsKind> kind
     return MakeError(ErrorCode::kInternal,
                      "the broker granted target '" + wire.target() + "' instead");
   }
+  // A request naming no namespace kind (only ROOT/CWD, or nothing) gets every namespace the
+  // peer may have; an empty one, from an older broker, ROOT and CWD too.
+  auto directory = [](NsKind k) { return k == NsKind::kRoot || k == NsKind::kCwd; };
+  bool any_namespace = std::all_of(kinds.begin(), kinds.end(), directory);
   Grant grant;
   grant.target = wire.target();
   for (const auto& in : wire.entries()) {
@@ -133,7 +137,9 @@ Result<Grant> Client::Join(std::string_view target, std::span<const NsKind> kind
     if (grant.Find(kind) != nullptr) {
       return MakeError(ErrorCode::kInvalidRequest, "the grant names " + Quoted(kind) + " twice");
     }
-    if (!kinds.empty() && std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+    bool asked = kinds.empty() || (any_namespace && !directory(kind)) ||
+                 std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+    if (!asked) {
       return MakeError(ErrorCode::kInvalidRequest,
                        "the broker granted " + Quoted(kind) + ", which was not asked for");
     }

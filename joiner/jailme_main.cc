@@ -210,7 +210,20 @@ void ForwardSignal(int sig) {
   auto grant = [&]() -> Result<Grant> {
     auto client = ConnectToBroker();
     if (!client) return std::unexpected(std::move(client.error()));
-    return client->Join(target);
+    // The target's own root and working directory come only when named (nsbrokerd(8)), and
+    // naming one the target does not expose is an error: name those the broker lists for this
+    // user. A target it does not list gets a plain Join, so the broker's refusal (and its
+    // audit line) is what the user sees.
+    auto targets = client->List();
+    if (!targets) return std::unexpected(std::move(targets.error()));
+    std::vector<NsKind> dirs;
+    for (const TargetInfo& info : *targets) {
+      if (info.name != target) continue;
+      for (NsKind kind : info.kinds) {
+        if (kind == NsKind::kRoot || kind == NsKind::kCwd) dirs.push_back(kind);
+      }
+    }
+    return client->Join(target, dirs);
   }();
   if (!grant) DieTarget(target, grant.error().message);
 

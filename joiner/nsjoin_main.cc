@@ -276,9 +276,11 @@ Result<Grant> ObtainGrant(const Args& args) {
   if (!args.uwsgi.empty()) return ReceiveUwsgiGrant(args.uwsgi);
   auto client = Client::Connect(args.socket, {.trusted_server_uids = {geteuid()}});
   if (!client) return std::unexpected(std::move(client.error()));
+  // No namespace named (-a, or nothing) asks for every namespace we may have; ROOT and CWD come
+  // only when named, so a plain join costs the broker no /proc path walks.
   std::vector<NsKind> request = args.kinds;
-  if (!request.empty() && args.enter.chroot_to_root) request.push_back(NsKind::kRoot);
-  if (!request.empty() && args.enter.chdir_to_cwd) request.push_back(NsKind::kCwd);
+  if (args.enter.chroot_to_root) request.push_back(NsKind::kRoot);
+  if (args.enter.chdir_to_cwd) request.push_back(NsKind::kCwd);
   return client->Join(args.target, request);
 }
 

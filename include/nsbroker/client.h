@@ -61,7 +61,8 @@ class Client {
   [[nodiscard]] static Result<Client> Connect(const std::string& socket_path,
                                               const ClientOptions& options = {});
 
-  // Asks for `kinds` of `target` (empty = everything the broker lets this peer have).
+  // Asks for `kinds` of `target`. Naming no namespace kind (empty, or only kRoot/kCwd) asks for
+  // every namespace the broker lets this peer have; kRoot and kCwd come only when named.
   // The broker's Error comes back with its code and message. Error messages name the
   // object that failed, not the target: callers prefix "target 'NAME': ".
   [[nodiscard]] Result<Grant> Join(std::string_view target, std::span<const NsKind> kinds = {});

@@ -114,7 +114,8 @@ TEST(Broker, GrantsTheTargetsOwnNamespaces) {
   ASSERT_OK(target);
   auto broker = Broker::Start(TargetConfig("web1", target->pid()));
   ASSERT_OK(broker);
-  auto reply = CallOnce(broker->socket(), JoinRequest("web1"));
+  // Naming only ROOT and CWD asks for every namespace too.
+  auto reply = CallOnce(broker->socket(), JoinRequest("web1", {v1::ROOT, v1::CWD}));
   ASSERT_OK(reply);
   ASSERT_EQ(Describe(reply), "GRANT cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd");
   const auto& grant = reply->response.grant();
@@ -146,6 +147,9 @@ TEST(Broker, GrantsTheTargetsOwnNamespaces) {
                          "user,uts,root,cwd peer_pid=" +
                          std::to_string(getpid()) + " peer_uid=0 peer_gid=0 reason=\"root\""))
       << broker->log();
+  // An empty Join: the namespaces, without the /proc walks for ROOT and CWD.
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("web1"))),
+            "GRANT cgroup,ipc,mnt,net,pid,time,user,uts");
 }
 
 TEST(Broker, DeniesAnUnlistedUidAndAuditsIt) {
@@ -452,7 +456,7 @@ TEST(Broker, UnreadDescriptorsAreBoundedPerUid) {
   auto b = Connect(broker->socket());
   ASSERT_OK(a);
   ASSERT_OK(b);
-  // Ten descriptors each, never read: the second request would pass 12 unread.
+  // Eight descriptors each, never read: the second request would pass 12 unread.
   ASSERT_OK(SendMessage(*a, JoinRequest("self")));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_OK(SendMessage(*b, JoinRequest("self")));
@@ -460,10 +464,9 @@ TEST(Broker, UnreadDescriptorsAreBoundedPerUid) {
             "RESOURCE_EXHAUSTED: target 'self': uid 0 has too many descriptors in unread "
             "responses");
   EXPECT_EQ(Describe(Call(*b, JoinRequest("self", {v1::NET, v1::UTS}))), "GRANT net,uts");
-  EXPECT_EQ(Describe(Receive(*a)), "GRANT cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd");
+  EXPECT_EQ(Describe(Receive(*a)), "GRANT cgroup,ipc,mnt,net,pid,time,user,uts");
   // Read now: the budget is back.
-  EXPECT_EQ(Describe(Call(*b, JoinRequest("self"))),
-            "GRANT cgroup,ipc,mnt,net,pid,time,user,uts,root,cwd");
+  EXPECT_EQ(Describe(Call(*b, JoinRequest("self"))), "GRANT cgroup,ipc,mnt,net,pid,time,user,uts");
 }
 
 TEST(Broker, EmfileOnAcceptDoesNotStopTheBroker) {

@@ -112,6 +112,10 @@ TEST_F(NsjoinTest, HostnameAndNamespaceInodesAreTheTargets) {
   }
   EXPECT_EQ(r.out, expected);
   EXPECT_EQ(r.err, "");
+  // Without -r/-w it asks for the namespaces only: no ROOT or CWD for the broker to open.
+  EXPECT_TRUE(broker_->WaitForLog(
+      "decision=grant target=web1 kinds=cgroup,ipc,mnt,net,pid,time,user,uts peer_pid="))
+      << broker_->log();
 }
 
 TEST_F(NsjoinTest, OnlyTheKindsAskedForAreEntered) {

@@ -193,6 +193,36 @@ TEST(Client, RefusesKindsThatWereNotAskedFor) {
   EXPECT_NE(grant.error().message.find("'net', which was not asked for"), std::string::npos);
 }
 
+TEST(Client, AskingOnlyForRootMeansEveryNamespaceWithIt) {
+  UniqueFd net = OpenOwn("net");
+  UniqueFd root(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd cwd(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  std::vector<NsKind> kinds = {NsKind::kRoot};
+  {
+    v1::Response response = Versioned();
+    response.mutable_grant()->set_target("web1");
+    AddEntry(response, v1::NET, net, 0);
+    AddEntry(response, v1::ROOT, root, 1);
+    FakeBroker broker(response, {net.get(), root.get()});
+    auto client = Client::Connect(broker.path());
+    ASSERT_OK(client);
+    auto grant = client->Join("web1", kinds);
+    ASSERT_OK(grant);
+    EXPECT_NE(grant->Find(NsKind::kNet), nullptr);
+    EXPECT_NE(grant->Find(NsKind::kRoot), nullptr);
+  }
+  // CWD still has to be named.
+  v1::Response response = Versioned();
+  response.mutable_grant()->set_target("web1");
+  AddEntry(response, v1::CWD, cwd, 0);
+  FakeBroker broker(response, {cwd.get()});
+  auto client = Client::Connect(broker.path());
+  ASSERT_OK(client);
+  auto grant = client->Join("web1", kinds);
+  ASSERT_FALSE(grant.has_value());
+  EXPECT_NE(grant.error().message.find("'cwd', which was not asked for"), std::string::npos);
+}
+
 TEST(Client, ListsTargetsWithTheirKinds) {
   v1::Response response = Versioned();
   auto* target = response.mutable_targets()->add_targets();

@@ -76,9 +76,18 @@ TEST_F(HandlerTest, RootJoinGrantsVerifiedDescriptors) {
 }
 
 TEST_F(HandlerTest, EmptyKindsMeansEverythingAllowed) {
+  // Every namespace; ROOT and CWD only when named.
   Outcome root = Handle(kRoot, Join("self"));
   ASSERT_TRUE(root.response.has_grant());
-  EXPECT_EQ(root.response.grant().entries_size(), 10);
+  EXPECT_EQ(root.response.grant().entries_size(), 8);
+  for (const auto& entry : root.response.grant().entries()) {
+    EXPECT_NE(entry.kind(), v1::ROOT);
+    EXPECT_NE(entry.kind(), v1::CWD);
+  }
+  Outcome with_root = Handle(kRoot, Join("self", {v1::ROOT}));
+  ASSERT_TRUE(with_root.response.has_grant());
+  ASSERT_EQ(with_root.response.grant().entries_size(), 9);
+  EXPECT_EQ(with_root.response.grant().entries(8).kind(), v1::ROOT);
   Outcome nobody = Handle({.pid = 5, .uid = kNobody, .gid = kNobody}, Join("self"));
   ASSERT_TRUE(nobody.response.has_grant()) << nobody.response.DebugString();
   ASSERT_EQ(nobody.response.grant().entries_size(), 1);

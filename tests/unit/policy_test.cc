@@ -73,6 +73,26 @@ TEST(Policy, Table) {
   }
 }
 
+TEST(Policy, RootAndCwdOnlyWhenNamed) {
+  const KindSet dirs = KindBit(NsKind::kRoot) | KindBit(NsKind::kCwd);
+  TargetSpec web = Web();
+  web.expose |= dirs;
+  web.rules.push_back({Rule::Who::kUid, 2000, "uid 2000", kNet | KindBit(NsKind::kRoot)});
+  EXPECT_EQ(KindSetString(DecideJoin(web, Peer(0, 0), 0).kinds), "mnt,net,pid,uts");
+  EXPECT_EQ(KindSetString(DecideJoin(web, Peer(0, 0), KindBit(NsKind::kRoot)).kinds),
+            "mnt,net,pid,uts,root");
+  EXPECT_EQ(KindSetString(DecideJoin(web, Peer(0, 0), kNet | KindBit(NsKind::kCwd)).kinds),
+            "net,cwd");
+  EXPECT_EQ(KindSetString(DecideJoin(web, Peer(2000, 2000), KindBit(NsKind::kRoot)).kinds),
+            "net,root");
+  JoinDecision refused = DecideJoin(web, Peer(2000, 2000), KindBit(NsKind::kCwd));
+  EXPECT_FALSE(refused.granted);
+  EXPECT_EQ(refused.error.message, "target 'web1': uid 2000 may not join cwd");
+  // A target of directories only still answers an empty Join.
+  web.expose = dirs;
+  EXPECT_EQ(KindSetString(DecideJoin(web, Peer(0, 0), 0).kinds), "root,cwd");
+}
+
 TEST(Policy, ReasonNamesTheRules) {
   TargetSpec web = Web();
   EXPECT_EQ(DecideJoin(web, Peer(0, 0), 0).reason, "root");
