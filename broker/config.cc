@@ -15,6 +15,7 @@
 
 #include "jail_target.h"
 #include "nsbroker.pb.h"
+#include "nsbroker_config.pb.h"
 #include "targets.h"
 
 namespace nsbroker {

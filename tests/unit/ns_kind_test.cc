@@ -8,6 +8,7 @@
 #include <string>
 
 #include "nsbroker.pb.h"
+#include "nsbroker_config.pb.h"
 #include "nsbroker/unique_fd.h"
 #include "test_util.h"
 
@@ -58,6 +59,16 @@ TEST(NsKind, WireValuesMatchTheProtoEnum) {
   EXPECT_FALSE(KindFromWire(v1::KIND_UNSPECIFIED));
   EXPECT_FALSE(KindFromWire(12));
   EXPECT_FALSE(KindFromWire(-1));
+}
+
+// The config schema repeats the wire Kind (a full-runtime file cannot import a lite one).
+TEST(NsKind, ConfigKindEqualsTheWireKind) {
+  const auto* config = v1::Config::Kind_descriptor();
+  ASSERT_EQ(config->value_count(), static_cast<int>(kAllKinds.size()) + 1);
+  for (int i = 0; i < config->value_count(); ++i) {
+    const auto* value = config->value(i);
+    EXPECT_EQ(v1::Kind_Name(static_cast<v1::Kind>(value->number())), value->name());
+  }
 }
 
 TEST(NsKind, OnlyNamespacesHaveProcNsFilesAndCloneFlags) {
