@@ -13,7 +13,8 @@ constexpr char kUsage[] =
     "  --check-config   validate the config and exit: 0 valid, 1 FILE:LINE:COL: reason\n"
     "  --socket PATH    serve on PATH instead of the config's socket\n"
     "  --self           without -c: expose this process's namespaces as target 'self' to root\n"
-    "  -v               log connections\n";
+    "  -v               log connections\n"
+    "  -V, --version    print the version and exit\n";
 
 int Usage(const char* problem) {
   std::fprintf(stderr, "nsbrokerd: %s\n%s", problem, kUsage);
@@ -43,6 +44,9 @@ int main(int argc, char** argv) {
       options.self = true;
     } else if (arg == "-v" || arg == "--verbose") {
       options.verbose = true;
+    } else if (arg == "-V" || arg == "--version") {
+      std::fputs("nsbrokerd (nsbroker) " NSB_VERSION "\n", stdout);
+      return 0;
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       return 0;

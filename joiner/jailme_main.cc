@@ -120,6 +120,7 @@ void BuildEnvironment(const std::vector<std::string>& kept, const Account& accou
   std::fprintf(status == 0 ? stdout : stderr,
                "usage: jailme TARGET [CMD [ARG...]]\n"
                "       jailme --list\n"
+               "       jailme -V|--version\n"
                "Runs CMD (default: your login shell) as yourself inside TARGET, if the broker\n"
                "at %s allows it. See jailme(1).\n",
                kSocketPath);
@@ -185,6 +186,11 @@ void ForwardSignal(int sig) {
   // while we hold root; FreeBSD: PROC_TRACE_CTL). execve of the user's command resets it.
   if (auto r = ForbidTracing(); !r) Die(r.error().message);
   std::vector<std::string> kept_env = TakeEnvironment();
+  // A constant string, before the setuid check: packagers and users ask it of any install.
+  if (argc == 2 && (std::string_view(argv[1]) == "-V" || std::string_view(argv[1]) == "--version")) {
+    std::fputs("jailme (nsbroker) " NSB_VERSION "\n", stdout);
+    _exit(std::fflush(stdout) == 0 ? 0 : kExitFailure);
+  }
   if (geteuid() != 0) {
     Die("not installed setuid root (effective uid " + std::to_string(geteuid()) +
         "): it needs root to enter namespaces; see jailme(1)");

@@ -27,7 +27,8 @@ constexpr const char kUsage[] =
     "              [-r] [-w] [-F] [-S UID] [-G GID] [--] [CMD [ARG...]]\n"
     "       nsjoin --uwsgi PATH [-a] [-m] [-u] [-i] [-n] [-p] [-C] [-T] [-F] [-S UID] [-G GID]\n"
     "              [--] [CMD [ARG...]]\n"
-    "       nsjoin [--socket PATH] --list [--json]\n";
+    "       nsjoin [--socket PATH] --list [--json]\n"
+    "       nsjoin -V|--version\n";
 
 struct Args {
   std::string socket;
@@ -36,6 +37,7 @@ struct Args {
   bool list = false;
   bool json = false;
   bool help = false;
+  bool version = false;
   std::vector<NsKind> kinds;  // empty: every kind of the grant (-a)
   EnterOptions enter;
   bool no_fork = false;
@@ -89,6 +91,7 @@ Result<Args> ParseArgs(int argc, char** argv) {
                                     {"setuid", required_argument, nullptr, 'S'},
                                     {"setgid", required_argument, nullptr, 'G'},
                                     {"help", no_argument, nullptr, 'h'},
+                                    {"version", no_argument, nullptr, 'V'},
                                     {"uwsgi", required_argument, nullptr, kUwsgi},
                                     {nullptr, 0, nullptr, 0}};
   Args args;
@@ -96,7 +99,7 @@ Result<Args> ParseArgs(int argc, char** argv) {
   opterr = 0;
   int c;
   // "+": the first non-option starts the command, whose own options stay its own.
-  while ((c = getopt_long(argc, argv, "+t:amuinpUCTrwFS:G:h", kOptions, nullptr)) != -1) {
+  while ((c = getopt_long(argc, argv, "+t:amuinpUCTrwFS:G:hV", kOptions, nullptr)) != -1) {
     switch (c) {
       case kSocket:
         args.socket = optarg;
@@ -163,6 +166,9 @@ Result<Args> ParseArgs(int argc, char** argv) {
       }
       case 'h':
         args.help = true;
+        return args;
+      case 'V':
+        args.version = true;
         return args;
       default: {
         std::string bad = optopt != 0 && optopt < 256 ? std::string("-") + static_cast<char>(optopt)
@@ -319,9 +325,9 @@ int main(int argc, char** argv) {
   using namespace nsbroker;
   auto args = ParseArgs(argc, argv);
   if (!args) return Fail("", args.error());
-  if (args->help) {
-    std::fputs(kUsage, stdout);
-    return 0;
+  if (args->help || args->version) {
+    std::fputs(args->help ? kUsage : "nsjoin (nsbroker) " NSB_VERSION "\n", stdout);
+    return std::fflush(stdout) == 0 ? 0 : kExitFailure;
   }
   return args->list ? RunList(*args) : RunJoin(*args);
 }

@@ -197,6 +197,20 @@ TEST_F(NsjoinTest, CommandInheritsNoDescriptorOfNsjoin) {
   }
 }
 
+// nsenter's -V: all three programs print CMake's project(VERSION), for nsjoin and jailme
+// before anything else is checked (no target, no setuid bit needed).
+TEST(Version, AllThreeProgramsPrintTheProjectVersion) {
+  const std::vector<std::pair<std::string, std::string>> programs = {
+      {NsjoinBinary(), "nsjoin"}, {BrokerBinary(), "nsbrokerd"}, {JailmeBinary(), "jailme"}};
+  for (const auto& [binary, name] : programs) {
+    for (const char* flag : {"-V", "--version"}) {
+      auto r = RunCommand({binary, flag}, {.uid = kNobody});
+      EXPECT_EQ(r.status, 0) << name << " " << flag << ": " << r.err;
+      EXPECT_EQ(r.out, name + " (nsbroker) " NSB_VERSION "\n") << name << " " << flag;
+    }
+  }
+}
+
 TEST_F(NsjoinTest, SetuidAndSetgidApplyAfterEntering) {
   auto r = Nsjoin({"-t", "web1", "-u", "-S", "65534", "-G", "65533", "--", "sh", "-c",
                    "hostname; id -u; id -g; id -G"});
