@@ -24,6 +24,7 @@
 #include "jailme_privs.h"
 #include "nsbroker/client.h"
 #include "nsbroker/join.h"
+#include "session.h"
 
 // POSIX leaves environ undeclared in <unistd.h> (FreeBSD does not declare it; glibc does).
 extern char** environ;
@@ -118,7 +119,7 @@ void BuildEnvironment(const std::vector<std::string>& kept, const Account& accou
 
 [[noreturn]] void Usage(int status) {
   std::fprintf(status == 0 ? stdout : stderr,
-               "usage: jailme TARGET [CMD [ARG...]]\n"
+               "usage: jailme [--pty|--no-pty] TARGET [CMD [ARG...]]\n"
                "       jailme --list\n"
                "       jailme -V|--version\n"
                "Runs CMD (default: your login shell) as yourself inside TARGET, if the broker\n"
@@ -154,27 +155,32 @@ Result<Client> ConnectToBroker() {
   _exit(std::fflush(stdout) == 0 ? 0 : kExitFailure);
 }
 
-volatile sig_atomic_t g_command = 0;
+// The command's terminal: a new pty when the caller's stdin is one (or --pty), none for a
+// pipeline (or --no-pty). The target's devpts is used, as the user, once inside its mount
+// namespace; a target without one gets a pty of the host's devpts, opened before entering.
+enum class PtyMode { kAuto, kOn, kOff };
 
-void ForwardSignal(int sig) {
-  int saved = errno;
-  kill(static_cast<pid_t>(g_command), sig);
-  errno = saved;
+std::optional<Pty> TargetPty(std::optional<Pty> host_pty) {
+  auto pty = OpenPty(0);
+  if (pty) return std::move(*pty);
+  return host_pty;
 }
 
-// The parent left behind by the fork after a pid namespace: already dropped to the user, it
-// holds nothing but fds 0-2 and only reports how the command ended (128+N for signal N).
-// SIGTERM/SIGHUP arrive blocked (see the fork) and are unblocked once the forwarding is in
-// place, so one sent right after the fork is passed on rather than killing only this process.
-[[noreturn]] void WaitAndExit(pid_t child, const sigset_t& caller_mask) {
-  g_command = child;
-  // Terminal SIGINT/SIGQUIT reach the whole foreground process group: the command decides.
-  std::signal(SIGINT, SIG_IGN);
-  std::signal(SIGQUIT, SIG_IGN);
-  std::signal(SIGTERM, ForwardSignal);
-  std::signal(SIGHUP, ForwardSignal);
-  sigprocmask(SIG_SETMASK, &caller_mask, nullptr);
-  auto status = WaitForExit(child);
+// Every descriptor but 0-2 and `keep` (the pty master, or -1) is closed.
+void CloseAllBut(int keep) {
+  bool ok = keep < 3 ? close_range(3, ~0U, 0) == 0
+                     : (keep == 3 || close_range(3, static_cast<unsigned>(keep) - 1, 0) == 0) &&
+                           close_range(static_cast<unsigned>(keep) + 1, ~0U, 0) == 0;
+  if (!ok) Die("close_range failed");
+}
+
+// The parent left behind by the fork: already dropped to the user and untraceable, it holds
+// only fds 0-2 and the pty master, relays the terminal and signals (the command is in a
+// session of its own) and reports how the command ended (128+N for signal N).
+[[noreturn]] void RelayAndExit(pid_t child, std::optional<Pty>& pty) {
+  if (auto r = ForbidTracing(); !r) Die(r.error().message);
+  CloseAllBut(pty ? pty->master.get() : -1);
+  auto status = RelayUntilExit(child, pty ? &*pty : nullptr);
   if (!status) Die(status.error().message);
   _exit(*status);
 }
@@ -196,11 +202,23 @@ void ForwardSignal(int sig) {
         "): it needs root to enter namespaces; see jailme(1)");
   }
 
-  if (argc < 2) Usage(kExitFailure);
-  std::string_view first = argv[1];
+  PtyMode pty_mode = PtyMode::kAuto;
+  int arg = 1;
+  for (; arg < argc; ++arg) {
+    std::string_view flag = argv[arg];
+    if (flag == "--pty") {
+      pty_mode = PtyMode::kOn;
+    } else if (flag == "--no-pty") {
+      pty_mode = PtyMode::kOff;
+    } else {
+      break;
+    }
+  }
+  if (arg >= argc) Usage(kExitFailure);
+  std::string_view first = argv[arg];
   if (first == "-h" || first == "--help") Usage(0);
   bool list = first == "--list";
-  if (list && argc != 2) Usage(kExitFailure);
+  if (list && arg + 1 != argc) Usage(kExitFailure);
   if (!list && (first.empty() || first[0] == '-' || first.size() > kMaxTargetName)) {
     Usage(kExitFailure);
   }
@@ -251,6 +269,12 @@ void ForwardSignal(int sig) {
   // jail_attach chroots and chdirs into it. Nothing inside the jail is read as root: the
   // account was looked up in the host's passwd above, before attaching.
   if (grant->Find(NsKind::kJail) != nullptr) as_root = EnterOptions{.kinds = {NsKind::kJail}};
+  bool use_pty = pty_mode == PtyMode::kAuto ? isatty(0) == 1 : pty_mode == PtyMode::kOn;
+  std::optional<Pty> host_pty;  // still acting as the caller: the host's devpts, as the user
+  if (use_pty) {
+    auto pty = OpenPty(0);
+    if (pty) host_pty = std::move(*pty);
+  }
   // An empty list would mean "everything" to Enter; a grant with nothing to enter would
   // run the command on the host, which is never what the caller asked for.
   if (as_root.kinds.empty()) DieTarget(target, "the broker granted no namespace to enter");
@@ -269,22 +293,25 @@ void ForwardSignal(int sig) {
   }
   DropForGood(caller);
 
-  // setns(2) with a pid namespace only moves later children: fork, so the command is inside.
-  // Both sides are already the user; the parent only waits.
-  if (entered->pid) {
-    sigset_t forwarded, caller_mask;
-    sigemptyset(&forwarded);
-    sigaddset(&forwarded, SIGTERM);
-    sigaddset(&forwarded, SIGHUP);
-    sigprocmask(SIG_BLOCK, &forwarded, &caller_mask);
-    auto child = ForkIntoPidNamespace(*grant);  // a dead init is reported as such
-    if (!child) DieTarget(target, child.error().message);
-    if (*child > 0) {
-      grant = Grant{};  // close every descriptor of the target in this process
-      if (close_range(3, ~0U, 0) != 0) Die("close_range failed");
-      WaitAndExit(*child, caller_mask);
-    }
-    sigprocmask(SIG_SETMASK, &caller_mask, nullptr);  // the command gets the caller's mask
+  std::optional<Pty> pty;
+  if (use_pty) {
+    pty = TargetPty(std::move(host_pty));
+    if (!pty) DieTarget(target, "no pty: neither the target's nor the host's /dev/ptmx gave one");
+  }
+
+  // Always a child in a session of its own (setsid), so that nothing inside can TIOCSTI into
+  // the caller's terminal; after a pid namespace the fork also puts the command inside it.
+  // Both sides are already the user; the parent relays and waits.
+  sigset_t caller_mask;
+  BlockSessionSignals(caller_mask);
+  auto child = ForkCommand(*grant, entered->pid);  // a dead init is reported as such
+  if (!child) DieTarget(target, child.error().message);
+  if (*child > 0) {
+    grant = Grant{};  // close every descriptor of the target in this process
+    RelayAndExit(*child, pty);
+  }
+  if (auto r = StartSession(pty ? &*pty : nullptr, caller_mask); !r) {
+    DieTarget(target, r.error().message);
   }
   if (enter_user) {
     if (auto r = Enter(*grant, EnterOptions{.kinds = {NsKind::kUser}}); !r) {
@@ -306,8 +333,8 @@ void ForwardSignal(int sig) {
 
   std::vector<char*> command;
   std::string shell = account.shell;
-  if (argc > 2) {
-    command.assign(argv + 2, argv + argc);
+  if (arg + 1 < argc) {
+    command.assign(argv + arg + 1, argv + argc);
   } else {
     command.push_back(shell.data());
   }

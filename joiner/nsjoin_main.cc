@@ -14,6 +14,7 @@
 #include "nsbroker/client.h"
 #include "nsbroker/join.h"
 #include "nsbroker/uwsgi.h"
+#include "session.h"
 
 namespace nsbroker {
 namespace {
@@ -24,7 +25,7 @@ constexpr int kExitNotFound = 127;   // the command does not exist
 
 constexpr const char kUsage[] =
     "usage: nsjoin [--socket PATH] -t TARGET [-a] [-m] [-u] [-i] [-n] [-p] [-U] [-C] [-T]\n"
-    "              [-r] [-w] [-F] [-S UID] [-G GID] [--] [CMD [ARG...]]\n"
+    "              [-r] [-w] [-F] [-S UID] [-G GID] [--pty] [--] [CMD [ARG...]]\n"
     "       nsjoin --uwsgi PATH [-a] [-m] [-u] [-i] [-n] [-p] [-C] [-T] [-F] [-S UID] [-G GID]\n"
     "              [--] [CMD [ARG...]]\n"
     "       nsjoin [--socket PATH] --list [--json]\n"
@@ -41,6 +42,7 @@ struct Args {
   std::vector<NsKind> kinds;  // empty: every kind of the grant (-a)
   EnterOptions enter;
   bool no_fork = false;
+  bool pty = false;  // --pty: the command on a new pty of its own, in a new session
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
   std::vector<std::string> command;
@@ -71,7 +73,7 @@ Result<std::uint32_t> ParseId(const char* text, const char* what) {
 }
 
 Result<Args> ParseArgs(int argc, char** argv) {
-  enum { kSocket = 256, kList, kJson, kUwsgi };
+  enum { kSocket = 256, kList, kJson, kUwsgi, kPty };
   static const option kOptions[] = {{"socket", required_argument, nullptr, kSocket},
                                     {"list", no_argument, nullptr, kList},
                                     {"json", no_argument, nullptr, kJson},
@@ -93,6 +95,7 @@ Result<Args> ParseArgs(int argc, char** argv) {
                                     {"help", no_argument, nullptr, 'h'},
                                     {"version", no_argument, nullptr, 'V'},
                                     {"uwsgi", required_argument, nullptr, kUwsgi},
+                                    {"pty", no_argument, nullptr, kPty},
                                     {nullptr, 0, nullptr, 0}};
   Args args;
   bool all = false;
@@ -112,6 +115,9 @@ Result<Args> ParseArgs(int argc, char** argv) {
         break;
       case kUwsgi:
         args.uwsgi = optarg;
+        break;
+      case kPty:
+        args.pty = true;
         break;
       case 't':
         args.target = optarg;
@@ -290,6 +296,24 @@ Result<Grant> ObtainGrant(const Args& args) {
   return client->Join(args.target, request);
 }
 
+// --pty (su --pty): the command in a new session on a new pty from /dev/ptmx as entered (the
+// target's devpts after -m), this process relaying it to the caller's terminal.
+[[noreturn]] void RunOnPty(const Args& args, Grant& grant, bool fork_into_pid) {
+  auto pty = OpenPty(0);
+  if (!pty) _exit(Fail(args.target, pty.error()));
+  sigset_t caller_mask;
+  BlockSessionSignals(caller_mask);
+  auto child = ForkCommand(grant, fork_into_pid);
+  if (!child) _exit(Fail(args.target, child.error()));
+  if (*child == 0) {
+    if (auto r = StartSession(&*pty, caller_mask); !r) _exit(Fail(args.target, r.error()));
+    _exit(Fail(args.target, Exec(args.command), true));
+  }
+  grant = Grant{};
+  auto status = RelayUntilExit(*child, &*pty);
+  _exit(status ? *status : Fail(args.target, status.error()));
+}
+
 int RunJoin(const Args& args) {
   auto grant = ObtainGrant(args);
   if (!grant) return Fail(args.uwsgi.empty() ? args.target : "", grant.error());
@@ -308,6 +332,7 @@ int RunJoin(const Args& args) {
     gid = 0;
   }
   if (auto ids = SetIds(uid, gid, entered->user); !ids) _exit(Fail(args.target, ids.error()));
+  if (args.pty) RunOnPty(args, *grant, entered->pid && !args.no_fork);
   if (entered->pid && !args.no_fork) {
     auto child = ForkIntoPidNamespace(*grant);
     if (!child) _exit(Fail(args.target, child.error()));

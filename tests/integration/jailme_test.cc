@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "terminal.h"
 #include "test_util.h"
 
 namespace nsbroker::testing {
@@ -414,11 +416,11 @@ TEST_F(JailmeTest, ListShowsTheTargetsTheUserMayJoin) {
 TEST_F(JailmeTest, HelpOnStdoutUsageErrorsAre125) {
   auto help = Jailme(kNobody, {"--help"});
   EXPECT_EQ(help.status, 0);
-  EXPECT_EQ(help.out.rfind("usage: jailme TARGET", 0), 0u) << help.out;
+  EXPECT_EQ(help.out.rfind("usage: jailme [--pty|--no-pty] TARGET", 0), 0u) << help.out;
   for (const auto& args : std::vector<std::vector<std::string>>{{}, {"-x"}, {"--list", "web1"}}) {
     auto r = Jailme(kNobody, args);
     EXPECT_EQ(r.status, 125);
-    EXPECT_EQ(r.err.rfind("usage: jailme TARGET", 0), 0u) << r.err;
+    EXPECT_EQ(r.err.rfind("usage: jailme [--pty|--no-pty] TARGET", 0), 0u) << r.err;
   }
 }
 
@@ -430,6 +432,100 @@ TEST_F(JailmeTest, ExitStatusIsTheCommandsOr126And127) {
   EXPECT_EQ(missing.status, 127);
   EXPECT_EQ(missing.err.rfind("jailme: target 'web1': ", 0), 0u) << missing.err;
   EXPECT_EQ(Jailme(kNobody, {"web1", "/etc/passwd"}).status, 126);
+}
+
+// ---- the terminal (issue 14): a pty of its own when the caller has one, none in a pipeline,
+// always a new session ----
+
+// The lines a terminal displayed, without the echo of what was typed.
+std::vector<std::string> DisplayLines(const Terminal& terminal) { return Lines(terminal.seen()); }
+
+// A program inside pushes a line into its terminal's input (TIOCSTI; this kernel has
+// dev.tty.legacy_tiocsti=1). On the caller's terminal the caller's shell would read and run
+// it after jailme; on jailme's own pty it goes nowhere, and with --no-pty the command is in a
+// session of its own, whose controlling terminal is not the caller's, so the kernel refuses it.
+TEST_F(JailmeTest, TiocstiInsideNeverReachesTheCallersNextRead) {
+  StartBroker();
+  for (const char* mode : {"", "--no-pty"}) {
+    std::string jailme = jailme_ + (*mode != '\0' ? std::string(" ") + mode : "");
+    auto t = Terminal::Start({"/bin/sh", "-c",
+                              jailme + " web1 " NSB_PTY_PROBE " tiocsti 'echo INJECTED\n'; "
+                              "echo DONE; read line; echo \"GOT:$line\""},
+                             kNobody);
+    ASSERT_TRUE(t.WaitFor("DONE\n")) << mode << ": " << t.seen();
+    t.Type("clean\n");
+    ASSERT_TRUE(t.WaitFor("GOT:")) << mode << ": " << t.seen();
+    ASSERT_TRUE(t.WaitFor("\n")) << t.seen();
+    EXPECT_EQ(t.Wait(), 0);
+    auto lines = DisplayLines(t);
+    EXPECT_NE(std::find(lines.begin(), lines.end(), "GOT:clean"), lines.end()) << mode << ": "
+                                                                               << t.seen();
+    if (*mode != '\0') {
+      EXPECT_NE(t.seen().find("tiocsti: EPERM"), std::string::npos) << t.seen();
+    }
+  }
+}
+
+// At a terminal: the command's tty is a new one, the caller's terminal modes come back
+// unchanged, exit statuses and signals (128+N) are the command's, and ^C reaches it through
+// the pty.
+TEST_F(JailmeTest, InteractiveCommandRunsOnAPtyOfItsOwn) {
+  StartBroker();
+  const std::string& j = jailme_;
+  auto t = Terminal::Start({"/bin/sh", "-c",
+                            "stty -g; tty; " + j + " web1 tty; echo rc:$?; " + j +
+                                " web1 sh -c 'exit 7'; echo rc:$?; " + j +
+                                " web1 sh -c 'kill -9 $$'; echo rc:$?; " + j +
+                                " web1 sh -c 'echo READY; exec cat'; echo rc:$?; stty -g; echo END"},
+                           kNobody);
+  ASSERT_TRUE(t.WaitFor("READY\n")) << t.seen();
+  t.Type("\x03");  // the caller's terminal is raw: ^C is the pty's, and SIGINT the command's
+  ASSERT_TRUE(t.WaitFor("END\n")) << t.seen();
+  EXPECT_EQ(t.Wait(), 0);
+  std::vector<std::string> lines;
+  for (auto line : DisplayLines(t)) {
+    if (line.starts_with("^C")) line.erase(0, 2);  // the pty's echo of the ^C typed
+    if (line != "READY") lines.push_back(line);
+  }
+  ASSERT_EQ(lines.size(), 9u) << t.seen();
+  EXPECT_EQ(lines[1], t.slave_name());
+  EXPECT_EQ(lines[2].rfind("/dev/pts/", 0), 0u) << lines[2];
+  EXPECT_NE(lines[2], t.slave_name());
+  EXPECT_EQ(lines[3], "rc:0");
+  EXPECT_EQ(lines[4], "rc:7");
+  EXPECT_EQ(lines[5], "rc:137");
+  EXPECT_EQ(lines[6], "rc:130");
+  EXPECT_EQ(lines[7], lines[0]) << "the caller's terminal modes changed";
+}
+
+// The window size at start and every change after (SIGWINCH) reach the command's pty.
+TEST_F(JailmeTest, WindowSizeArrivesAndFollowsChanges) {
+  StartBroker();
+  auto t = Terminal::Start({"/bin/sh", "-c",
+                            "exec " + jailme_ + " web1 sh -c 'tty; exec " NSB_PTY_PROBE " winch'"},
+                           kNobody, 30, 100);
+  ASSERT_TRUE(t.WaitFor("size 30 100\n")) << t.seen();
+  t.Resize(40, 120);
+  ASSERT_TRUE(t.WaitFor("size 40 120\n")) << t.seen();
+  EXPECT_EQ(t.Wait(), 0);
+  auto lines = DisplayLines(t);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_NE(lines[0], t.slave_name()) << "the command ran on the caller's terminal";
+}
+
+// Without a terminal (a pipeline, cron) no pty: input and output stay plain bytes. --pty
+// forces one anyway, --no-pty keeps the caller's terminal.
+TEST_F(JailmeTest, PipelineGetsNoPtyAndPtyFlagsOverride) {
+  StartBroker();
+  auto r = Jailme(kNobody, {"web1", "sh", "-c", "cat; tty"}, {.stdin_data = "x\n"});
+  EXPECT_EQ(r.status, 1) << r.err;  // tty(1): not a tty
+  EXPECT_EQ(r.out, "x\nnot a tty\n");
+  auto forced = Jailme(kNobody, {"--pty", "web1", "tty"});
+  EXPECT_EQ(forced.status, 0) << forced.err;
+  EXPECT_EQ(forced.out.rfind("/dev/pts/", 0), 0u) << forced.out;
+  auto t = Terminal::Start({"/bin/sh", "-c", jailme_ + " --no-pty web1 tty"}, kNobody);
+  ASSERT_TRUE(t.WaitFor(t.slave_name() + "\n")) << t.seen();
+  EXPECT_EQ(t.Wait(), 0);
 }
 
 }  // namespace

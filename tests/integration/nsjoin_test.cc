@@ -22,6 +22,7 @@
 #include "harness.h"
 #include "nsbroker/client.h"
 #include "nsbroker/join.h"
+#include "terminal.h"
 #include "test_util.h"
 
 namespace nsbroker::testing {
@@ -209,6 +210,29 @@ TEST(Version, AllThreeProgramsPrintTheProjectVersion) {
       EXPECT_EQ(r.out, name + " (nsbroker) " NSB_VERSION "\n") << name << " " << flag;
     }
   }
+}
+
+// nsenter's habit by default: the command on the caller's terminal. --pty (as su --pty): a
+// new pty of its own in a new session, the caller's terminal modes restored after.
+TEST_F(NsjoinTest, PtyGivesTheCommandATerminalOfItsOwn) {
+  std::string nsjoin = NsjoinBinary() + " --socket " + broker_->socket() + " -t web1 -u ";
+  auto t = Terminal::Start({"/bin/sh", "-c",
+                            "stty -g; " + nsjoin + "-- tty; " + nsjoin +
+                                "--pty -- sh -c 'tty; exit 3'; echo rc:$?; stty -g; echo END"},
+                           0);
+  ASSERT_TRUE(t.WaitFor("END\n")) << t.seen();
+  EXPECT_EQ(t.Wait(), 0);
+  auto lines = t.seen();
+  std::vector<std::string> out;
+  for (std::size_t at = 0, end; (end = lines.find('\n', at)) != std::string::npos; at = end + 1) {
+    out.push_back(lines.substr(at, end - at));
+  }
+  ASSERT_EQ(out.size(), 6u) << lines;
+  EXPECT_EQ(out[1], t.slave_name());
+  EXPECT_EQ(out[2].rfind("/dev/pts/", 0), 0u) << out[2];
+  EXPECT_NE(out[2], t.slave_name());
+  EXPECT_EQ(out[3], "rc:3");
+  EXPECT_EQ(out[4], out[0]);
 }
 
 TEST_F(NsjoinTest, SetuidAndSetgidApplyAfterEntering) {

@@ -1,0 +1,251 @@
+#include "session.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstddef>
+#include <cstring>
+#include <optional>
+
+#include "nsbroker/join.h"
+
+namespace nsbroker {
+namespace {
+
+constexpr int kForwarded[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP};
+constexpr std::size_t kChunk = 4096;
+
+volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_winch = 0;
+volatile sig_atomic_t g_chld = 0;
+
+void ForwardToChild(int sig) {
+  int saved = errno;
+  kill(static_cast<pid_t>(g_child), sig);
+  errno = saved;
+}
+void NoteWinch(int) { g_winch = 1; }
+void NoteChld(int) { g_chld = 1; }
+
+void Handle(int sig, void (*handler)(int)) {
+  struct sigaction action {};
+  action.sa_handler = handler;
+  sigemptyset(&action.sa_mask);
+  sigaction(sig, &action, nullptr);
+}
+
+// Raw mode on the caller's terminal while the pty relays, restored however the relay ends.
+// Only from the terminal's foreground process group: a background one would be stopped
+// (SIGTTOU) by tcsetattr.
+class RawTerminal {
+ public:
+  explicit RawTerminal(int fd) {
+    if (fd < 0 || tcgetpgrp(fd) != getpgrp() || tcgetattr(fd, &saved_) != 0) return;
+    termios raw = saved_;
+    cfmakeraw(&raw);
+    if (tcsetattr(fd, TCSANOW, &raw) == 0) fd_ = fd;
+  }
+  ~RawTerminal() {
+    if (fd_ >= 0) tcsetattr(fd_, TCSADRAIN, &saved_);
+  }
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+
+ private:
+  int fd_ = -1;
+  termios saved_{};
+};
+
+bool WriteAll(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    ssize_t n = write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+int ExitCodeOf(int status) {
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+// One direction of the relay: at most kChunk bytes read and not yet written.
+struct Buffer {
+  char data[kChunk];
+  std::size_t size = 0;
+};
+
+}  // namespace
+
+Result<Pty> OpenPty(int terminal) {
+  UniqueFd master(posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master.valid()) {
+    return SysError(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kUnavailable,
+                    "open /dev/ptmx");
+  }
+#ifndef __linux__
+  // Linux's devpts owns the slave by the opener already; grantpt would look its path up.
+  if (grantpt(master.get()) != 0) return SysError(ErrorCode::kNotFound, "grantpt /dev/ptmx");
+#endif
+  // TIOCSPTLCK: only a pty master answers it.
+  if (unlockpt(master.get()) != 0) {
+    return SysError(ErrorCode::kNotFound, "/dev/ptmx is not a pty master (unlockpt)");
+  }
+#ifdef TIOCGPTPEER
+  UniqueFd slave(ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
+#else
+  const char* name = ptsname(master.get());
+  UniqueFd slave(name == nullptr ? -1 : open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+#endif
+  if (!slave.valid()) return SysError(ErrorCode::kNotFound, "open the new pty's slave");
+  termios modes{};
+  if (isatty(terminal) && tcgetattr(terminal, &modes) == 0) {
+    tcsetattr(slave.get(), TCSANOW, &modes);
+    winsize size{};
+    if (ioctl(terminal, TIOCGWINSZ, &size) == 0) ioctl(slave.get(), TIOCSWINSZ, &size);
+  }
+  return Pty{std::move(master), std::move(slave)};
+}
+
+void BlockSessionSignals(sigset_t& caller_mask) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : kForwarded) sigaddset(&set, sig);
+  sigaddset(&set, SIGWINCH);
+  sigaddset(&set, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &set, &caller_mask);
+}
+
+Result<pid_t> ForkCommand(const Grant& grant, bool into_pid_namespace) {
+  if (into_pid_namespace) return ForkIntoPidNamespace(grant);
+  pid_t pid = fork();
+  if (pid < 0) return SysError(ErrorCode::kResourceExhausted, "fork");
+  return pid;
+}
+
+Result<void> StartSession(Pty* pty, const sigset_t& caller_mask) {
+  sigprocmask(SIG_SETMASK, &caller_mask, nullptr);
+  if (setsid() < 0) return SysError(ErrorCode::kInternal, "setsid");
+  if (pty == nullptr) return {};
+  if (ioctl(pty->slave.get(), TIOCSCTTY, 0) != 0) {
+    return SysError(ErrorCode::kInternal, "make the pty the controlling terminal (TIOCSCTTY)");
+  }
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (dup2(pty->slave.get(), fd) < 0) return SysError(ErrorCode::kInternal, "dup2 the pty");
+  }
+  pty->master.reset();
+  pty->slave.reset();
+  return {};
+}
+
+Result<int> RelayUntilExit(pid_t child, Pty* pty) {
+  g_child = child;
+  for (int sig : kForwarded) Handle(sig, ForwardToChild);
+  Handle(SIGWINCH, NoteWinch);
+  Handle(SIGCHLD, NoteChld);
+  signal(SIGPIPE, SIG_IGN);  // a closed stdout ends the relaying of output, not the relay
+  // The signals above were blocked before the fork: they are taken only inside ppoll.
+  sigset_t wait_mask;
+  sigprocmask(SIG_SETMASK, nullptr, &wait_mask);
+  for (int sig : kForwarded) sigdelset(&wait_mask, sig);
+  sigdelset(&wait_mask, SIGWINCH);
+  sigdelset(&wait_mask, SIGCHLD);
+
+  int master = -1;
+  if (pty != nullptr) {
+    pty->slave.reset();  // the child has it; the master sees EOF once the child's are closed
+    master = pty->master.get();
+    fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+  }
+  std::optional<RawTerminal> raw;
+  if (pty != nullptr) raw.emplace(0);
+  Buffer in, out;
+  bool in_open = pty != nullptr, master_open = pty != nullptr, out_open = pty != nullptr;
+  bool send_eof = false;  // stdin (not a terminal) ended: pass the terminal's EOF character
+  int status = 0;
+  for (;;) {
+    if (g_chld != 0) {
+      g_chld = 0;
+      pid_t r = waitpid(child, &status, WNOHANG);
+      if (r < 0 && errno != EINTR) return SysError(ErrorCode::kInternal, "waitpid");
+      if (r == child) break;
+    }
+    if (g_winch != 0 && master >= 0) {
+      g_winch = 0;
+      winsize size{};
+      if (ioctl(0, TIOCGWINSZ, &size) == 0) ioctl(master, TIOCSWINSZ, &size);
+    }
+    pollfd fds[3] = {{.fd = -1, .events = POLLIN}, {.fd = -1}, {.fd = -1, .events = POLLOUT}};
+    if (in_open && in.size == 0 && !send_eof) fds[0].fd = 0;
+    if (master_open) {
+      if (out.size == 0) fds[1].events |= POLLIN;
+      if (in.size > 0 || send_eof) fds[1].events |= POLLOUT;
+      if (fds[1].events != 0) fds[1].fd = master;
+    }
+    if (out_open && out.size > 0) fds[2].fd = 1;
+    if (ppoll(fds, 3, nullptr, &wait_mask) < 0) {
+      if (errno == EINTR) continue;
+      return SysError(ErrorCode::kInternal, "ppoll");
+    }
+    if (fds[0].revents != 0) {
+      ssize_t n = read(0, in.data, sizeof in.data);
+      if (n > 0) {
+        in.size = static_cast<std::size_t>(n);
+      } else if (n == 0 || errno != EINTR) {
+        in_open = false;
+        send_eof = !isatty(0);
+      }
+    }
+    if (fds[1].revents != 0) {
+      if ((fds[1].revents & POLLIN) != 0 || (fds[1].revents & (POLLHUP | POLLERR)) != 0) {
+        ssize_t n = read(master, out.data, sizeof out.data);
+        if (n > 0) {
+          out.size = static_cast<std::size_t>(n);
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+          master_open = false;  // EIO: every slave descriptor is closed
+          in.size = 0;
+        }
+      }
+      if (master_open && (fds[1].revents & POLLOUT) != 0) {
+        if (in.size > 0) {
+          ssize_t n = write(master, in.data, in.size);
+          if (n > 0) {
+            in.size -= static_cast<std::size_t>(n);
+            std::memmove(in.data, in.data + n, in.size);
+          }
+        } else if (send_eof) {
+          termios modes{};
+          char eof = tcgetattr(master, &modes) == 0 ? static_cast<char>(modes.c_cc[VEOF]) : '\x04';
+          if (write(master, &eof, 1) == 1) send_eof = false;
+        }
+      }
+    }
+    if (fds[2].revents != 0) {
+      if (!WriteAll(1, out.data, out.size)) out_open = false;
+      out.size = 0;
+    }
+  }
+  // The child is gone: what it wrote last is still in the pty.
+  if (master_open) {
+    if (out_open && out.size > 0) out_open = WriteAll(1, out.data, out.size);
+    for (;;) {
+      ssize_t n = read(master, out.data, sizeof out.data);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      if (out_open) out_open = WriteAll(1, out.data, static_cast<std::size_t>(n));
+    }
+  }
+  return ExitCodeOf(status);
+}
+
+}  // namespace nsbroker
