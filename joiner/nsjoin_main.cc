@@ -25,7 +25,8 @@ constexpr int kExitNotFound = 127;   // the command does not exist
 
 constexpr const char kUsage[] =
     "usage: nsjoin [--socket PATH] -t TARGET [-a] [-m] [-u] [-i] [-n] [-p] [-U] [-C] [-T]\n"
-    "              [-r] [-w] [-F] [-S UID] [-G GID] [--pty] [--] [CMD [ARG...]]\n"
+    "              [-r[DIR]] [-w[DIR]] [-W DIR] [-F] [-S UID] [-G GID] [--preserve-credentials]\n"
+    "              [--keep-fds] [--pty] [--] [CMD [ARG...]]\n"
     "       nsjoin --uwsgi PATH [-a] [-m] [-u] [-i] [-n] [-p] [-C] [-T] [-F] [-S UID] [-G GID]\n"
     "              [--] [CMD [ARG...]]\n"
     "       nsjoin [--socket PATH] --list [--json]\n"
@@ -43,6 +44,10 @@ struct Args {
   EnterOptions enter;
   bool no_fork = false;
   bool pty = false;  // --pty: the command on a new pty of its own, in a new session
+  bool keep_fds = false;              // --keep-fds: inherited descriptors reach the command
+  bool preserve_credentials = false;  // --preserve-credentials: no uid/gid 0 in a user ns
+  std::string root_dir;               // -rDIR: then chroot to DIR, inside the target
+  std::string wd_dir;                 // -wDIR or -W DIR: chdir to DIR, inside the target
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
   std::vector<std::string> command;
@@ -73,25 +78,30 @@ Result<std::uint32_t> ParseId(const char* text, const char* what) {
 }
 
 Result<Args> ParseArgs(int argc, char** argv) {
-  enum { kSocket = 256, kList, kJson, kUwsgi, kPty };
+  enum { kSocket = 256, kList, kJson, kUwsgi, kPty, kKeepFds, kPreserveCredentials };
+  // The namespace options take nsenter's optional FILE only to refuse it clearly.
   static const option kOptions[] = {{"socket", required_argument, nullptr, kSocket},
                                     {"list", no_argument, nullptr, kList},
                                     {"json", no_argument, nullptr, kJson},
                                     {"target", required_argument, nullptr, 't'},
                                     {"all", no_argument, nullptr, 'a'},
-                                    {"mount", no_argument, nullptr, 'm'},
-                                    {"uts", no_argument, nullptr, 'u'},
-                                    {"ipc", no_argument, nullptr, 'i'},
-                                    {"net", no_argument, nullptr, 'n'},
-                                    {"pid", no_argument, nullptr, 'p'},
-                                    {"user", no_argument, nullptr, 'U'},
-                                    {"cgroup", no_argument, nullptr, 'C'},
-                                    {"time", no_argument, nullptr, 'T'},
-                                    {"root", no_argument, nullptr, 'r'},
-                                    {"wd", no_argument, nullptr, 'w'},
+                                    {"mount", optional_argument, nullptr, 'm'},
+                                    {"uts", optional_argument, nullptr, 'u'},
+                                    {"ipc", optional_argument, nullptr, 'i'},
+                                    {"net", optional_argument, nullptr, 'n'},
+                                    {"pid", optional_argument, nullptr, 'p'},
+                                    {"user", optional_argument, nullptr, 'U'},
+                                    {"cgroup", optional_argument, nullptr, 'C'},
+                                    {"time", optional_argument, nullptr, 'T'},
+                                    {"root", optional_argument, nullptr, 'r'},
+                                    {"wd", optional_argument, nullptr, 'w'},
+                                    {"wdns", required_argument, nullptr, 'W'},
                                     {"no-fork", no_argument, nullptr, 'F'},
                                     {"setuid", required_argument, nullptr, 'S'},
                                     {"setgid", required_argument, nullptr, 'G'},
+                                    {"preserve-credentials", no_argument, nullptr,
+                                     kPreserveCredentials},
+                                    {"keep-fds", no_argument, nullptr, kKeepFds},
                                     {"help", no_argument, nullptr, 'h'},
                                     {"version", no_argument, nullptr, 'V'},
                                     {"uwsgi", required_argument, nullptr, kUwsgi},
@@ -102,7 +112,16 @@ Result<Args> ParseArgs(int argc, char** argv) {
   opterr = 0;
   int c;
   // "+": the first non-option starts the command, whose own options stay its own.
-  while ((c = getopt_long(argc, argv, "+t:amuinpUCTrwFS:G:hV", kOptions, nullptr)) != -1) {
+  const Error files = MakeError(ErrorCode::kInvalidRequest,
+                                std::string("nsjoin joins broker targets; nsenter enters files "
+                                            "(name the target with -t)\n") + kUsage)
+                          .error();
+  while ((c = getopt_long(argc, argv, "+t:amuinpUCTr::w::W:FS:G:hV", kOptions, nullptr)) != -1) {
+    // --net=FILE and friends: a long namespace option with a value.
+    if (optarg != nullptr && std::string_view("muinpUCT").find(static_cast<char>(c)) !=
+                                 std::string_view::npos) {
+      return std::unexpected(files);
+    }
     switch (c) {
       case kSocket:
         args.socket = optarg;
@@ -151,9 +170,21 @@ Result<Args> ParseArgs(int argc, char** argv) {
         break;
       case 'r':
         args.enter.chroot_to_root = true;
+        if (optarg != nullptr) args.root_dir = optarg;
         break;
       case 'w':
-        args.enter.chdir_to_cwd = true;
+      case 'W':
+        if (optarg == nullptr) {
+          args.enter.chdir_to_cwd = true;
+        } else {
+          args.wd_dir = optarg;
+        }
+        break;
+      case kPreserveCredentials:
+        args.preserve_credentials = true;
+        break;
+      case kKeepFds:
+        args.keep_fds = true;
         break;
       case 'F':
         args.no_fork = true;
@@ -177,6 +208,8 @@ Result<Args> ParseArgs(int argc, char** argv) {
         args.version = true;
         return args;
       default: {
+        // -n/run/netns/x: nsenter's short FILE form.
+        if (optopt == '/' || optopt == '.') return std::unexpected(files);
         std::string bad = optopt != 0 && optopt < 256 ? std::string("-") + static_cast<char>(optopt)
                                                       : std::string(argv[optind - 1]);
         return MakeError(ErrorCode::kInvalidRequest, "bad option " + bad + "\n" + kUsage);
@@ -189,9 +222,10 @@ Result<Args> ParseArgs(int argc, char** argv) {
   }
   if (!args.uwsgi.empty()) {
     // uWSGI's greeting is namespaces only: no root or working directory to enter.
-    if (args.list || !args.target.empty() || args.enter.chroot_to_root || args.enter.chdir_to_cwd) {
+    if (args.list || !args.target.empty() || args.enter.chroot_to_root || args.enter.chdir_to_cwd ||
+        !args.wd_dir.empty()) {
       return MakeError(ErrorCode::kInvalidRequest,
-                       std::string("--uwsgi takes no -t, --list, -r or -w\n") + kUsage);
+                       std::string("--uwsgi takes no -t, --list, -r, -w or -W\n") + kUsage);
     }
     args.target = args.uwsgi;  // errors after the grant name the socket as the target
   } else if (args.list) {
@@ -324,10 +358,23 @@ int RunJoin(const Args& args) {
   // cannot see this process, and hangs). Nothing is buffered: errors go to stderr.
   auto entered = Enter(*grant, enter);
   if (!entered) _exit(Fail(args.target, entered.error()));
+  // -rDIR, -wDIR, -W DIR: paths inside the target, resolved after entering. nsenter opens
+  // them before entering, which carries a host directory inside (runc CVE-2024-21626).
+  if (!args.root_dir.empty()) {
+    if (chroot(args.root_dir.c_str()) != 0) {
+      _exit(Fail(args.target, SysError(ErrorCode::kNotFound, "chroot " + args.root_dir).error()));
+    }
+    if (!args.enter.chdir_to_cwd && args.wd_dir.empty() && chdir("/") != 0) {
+      _exit(Fail(args.target, SysError(ErrorCode::kInternal, "chdir /").error()));
+    }
+  }
+  if (!args.wd_dir.empty() && chdir(args.wd_dir.c_str()) != 0) {
+    _exit(Fail(args.target, SysError(ErrorCode::kNotFound, "chdir " + args.wd_dir).error()));
+  }
   // nsenter's habit: inside an entered user namespace, become its root unless told otherwise.
   std::optional<uid_t> uid = args.uid;
   std::optional<gid_t> gid = args.gid;
-  if (entered->user && !uid && !gid) {
+  if (entered->user && !uid && !gid && !args.preserve_credentials) {
     uid = 0;
     gid = 0;
   }
@@ -350,6 +397,11 @@ int main(int argc, char** argv) {
   using namespace nsbroker;
   auto args = ParseArgs(argc, argv);
   if (!args) return Fail("", args.error());
+  // Descriptors inherited without close-on-exec stay ours until exec, never the command's
+  // (a root caller's open host directory is runc CVE-2024-21626), unless --keep-fds.
+  if (!args->keep_fds && close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    return Fail("", SysError(ErrorCode::kInternal, "close_range").error());
+  }
   if (args->help || args->version) {
     std::fputs(args->help ? kUsage : "nsjoin (nsbroker) " NSB_VERSION "\n", stdout);
     return std::fflush(stdout) == 0 ? 0 : kExitFailure;
