@@ -1,6 +1,7 @@
 #include "audit.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -16,7 +17,7 @@ std::string Escape(std::string_view text) {
     if (c == '"' || c == '\\') {
       out += '\\';
       out += c;
-    } else if (u < 0x20 || u == 0x7f) {
+    } else if (u < 0x20 || u >= 0x7f) {
       static const char kHex[] = "0123456789abcdef";
       out += "\\x";
       out += kHex[u >> 4];
@@ -33,7 +34,8 @@ std::string Escape(std::string_view text) {
 std::string Token(std::string_view text) {
   bool bare = !text.empty();
   for (char c : text) {
-    if (c <= ' ' || c == '"' || c == '\\' || c == '=' || c == 0x7f) bare = false;
+    auto u = static_cast<unsigned char>(c);
+    if (u <= ' ' || u >= 0x7f || c == '"' || c == '\\' || c == '=') bare = false;
   }
   return bare ? std::string(text) : "\"" + Escape(text) + "\"";
 }
@@ -57,7 +59,7 @@ std::string FormatAuditLine(const AuditRecord& r, std::chrono::system_clock::tim
   std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
   std::string line = "nsbroker-audit time=";
   line += when;
-  line += r.granted ? " decision=grant" : " decision=deny";
+  line += r.refused ? " decision=refuse" : r.granted ? " decision=grant" : " decision=deny";
   line += " target=" + Token(r.target);
   line += " kinds=" + KindSetString(r.kinds);
   line += " peer_pid=" + std::to_string(r.peer_pid);
@@ -74,8 +76,16 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec) {
     openlog("nsbrokerd", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
     log->syslog_ = true;
   } else if (spec != "-") {
-    log->file_.reset(open(spec.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+    log->file_.reset(open(spec.c_str(),
+                          O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
+                              O_NONBLOCK,
+                          0640));
     if (!log->file_.valid()) return SysError("audit_log " + spec);
+    struct stat st;
+    if (fstat(log->file_.get(), &st) != 0) return SysError("audit_log " + spec);
+    if (!S_ISREG(st.st_mode)) {
+      return MakeError(ErrorCode::kPermissionDenied, "audit_log " + spec + " is not a regular file");
+    }
   }
   return log;
 }

@@ -19,6 +19,7 @@ namespace nsbroker {
 
 struct AuditRecord {
   bool granted = false;
+  bool refused = false;  // a connection refused at admission: decision=refuse
   std::string target;
   KindSet kinds = 0;
   pid_t peer_pid = 0;
@@ -27,14 +28,17 @@ struct AuditRecord {
   std::string reason;
 };
 
-// nsbroker-audit time=RFC3339 decision=grant|deny target=NAME kinds=net,uts peer_pid=N
-// peer_uid=N peer_gid=N reason="..." (no trailing newline). Quotes, backslashes and control
-// characters in the reason are escaped; the target name is escaped the same way when needed.
+// nsbroker-audit time=RFC3339 decision=grant|deny|refuse target=NAME kinds=net,uts peer_pid=N
+// peer_uid=N peer_gid=N reason="..." (no trailing newline). Quotes, backslashes and every
+// byte outside printable ASCII in the reason are escaped (\xHH): a peer's bytes such as
+// U+2028, U+202E or NEL never reach a log reader raw. The target name is quoted and escaped
+// the same way when it is not a bare token.
 std::string FormatAuditLine(const AuditRecord& record, std::chrono::system_clock::time_point now);
 
 class AuditLog {
  public:
-  // "-" = stderr, "syslog" = syslog(3) LOG_AUTHPRIV, else a file opened O_APPEND.
+  // "-" = stderr, "syslog" = syslog(3) LOG_AUTHPRIV, else a file opened O_APPEND, which
+  // must be a regular file: O_NOFOLLOW (no link a user planted), O_NOCTTY, O_NONBLOCK.
   [[nodiscard]] static Result<std::unique_ptr<AuditLog>> Open(const std::string& spec);
   ~AuditLog();
   void Write(const AuditRecord& record);

@@ -1,25 +1,116 @@
 #include "catalog.h"
 
 namespace nsbroker {
+namespace {
 
-Result<std::unique_ptr<Catalog>> Catalog::Open(Config config, const TargetOpener& opener) {
+using Clock = std::chrono::steady_clock;
+constexpr std::chrono::milliseconds kFirstBackoff{100};
+constexpr std::chrono::milliseconds kMaxBackoff{10000};
+
+// Whether a handle opened for `a` serves `b` as well: the same source, the same kinds.
+// Allow rules may differ; they are policy, applied per request.
+bool SameSource(const TargetSpec& a, const TargetSpec& b) {
+  return a.source == b.source && a.pid == b.pid && a.file == b.file && a.paths == b.paths &&
+         a.expose == b.expose;
+}
+
+}  // namespace
+
+std::size_t Catalog::Cost(const TargetSpec& spec, bool hold) {
+  auto kinds = static_cast<std::size_t>(KindSetSize(spec.expose));
+  switch (spec.source) {
+    case SourceType::kPid:
+    case SourceType::kPidFile:
+      return 1 + (hold ? kinds : 0);  // the pidfd, and in hold mode every exposed descriptor
+    case SourceType::kJail:
+      return 1;
+    case SourceType::kSelf:
+    case SourceType::kNetns:
+    case SourceType::kPaths:
+      return kinds;
+  }
+  return kinds;
+}
+
+std::unique_ptr<Catalog> Catalog::Build(Config config, Catalog* previous, TargetOpener opener) {
   std::unique_ptr<Catalog> catalog(new Catalog());
   catalog->config_ = std::move(config);
+  catalog->opener_ = std::move(opener);
   const Config& c = catalog->config_;
-  bool hold = c.run_as.has_value();
   catalog->entries_.reserve(c.targets.size());
   catalog->by_name_.reserve(c.targets.size());
+  bool same_mode = previous != nullptr && previous->hold() == catalog->hold();
   for (const TargetSpec& spec : c.targets) {
-    auto handle = opener(spec, hold);
-    if (!handle) {
-      Error e = std::move(handle.error());
-      e.message = WhereIn(c.file, spec.location) + "target '" + spec.name + "': " + e.message;
-      return std::unexpected(std::move(e));
+    CatalogEntry entry{.spec = &spec};
+    const CatalogEntry* old = same_mode ? previous->Find(spec.name) : nullptr;
+    if (old != nullptr && !old->pending && SameSource(*old->spec, spec)) {
+      auto& moved = previous->entries_[previous->by_name_.at(spec.name)];
+      entry.handle = std::move(moved.handle);
+      entry.gone = moved.gone;
+      entry.exited = moved.exited;
+      entry.retry_at = moved.retry_at;
+      entry.backoff = moved.backoff;
+      moved.pending = true;  // its handle is ours now
+    } else {
+      entry.pending = true;
+      entry.gone = kOpening;
     }
+    catalog->cost_ += Cost(spec, catalog->hold());
     catalog->by_name_.emplace(spec.name, catalog->entries_.size());
-    catalog->entries_.push_back({&spec, std::move(*handle), {}});
+    catalog->entries_.push_back(std::move(entry));
   }
   return catalog;
+}
+
+Result<std::unique_ptr<Catalog>> Catalog::Open(Config config, const TargetOpener& opener) {
+  auto catalog = Build(std::move(config), nullptr, opener);
+  catalog->OpenPending(catalog->entries_.size());
+  return catalog;
+}
+
+void Catalog::OpenEntry(std::size_t index, Clock::time_point now) {
+  CatalogEntry& entry = entries_[index];
+  entry.pending = false;
+  auto handle = opener_(*entry.spec, hold());
+  if (handle) {
+    entry.handle = std::move(*handle);
+    entry.gone.clear();
+    entry.exited.clear();
+    entry.backoff = std::chrono::milliseconds(0);
+    entry.retry_at = Clock::time_point::max();
+    return;
+  }
+  entry.handle.reset();
+  entry.gone = (entry.exited.empty() ? "" : entry.exited + "; ") +
+               WhereIn(config_.file, entry.spec->location) + "target '" + entry.spec->name +
+               "': " + handle.error().message;
+  // A pid file may be written later; a fixed pid, a path or a netns that is wrong now stays
+  // wrong until the config changes (or, for netns, a reload).
+  if (entry.spec->source == SourceType::kPidFile) {
+    entry.backoff = entry.backoff.count() == 0 ? kFirstBackoff : std::min(entry.backoff * 2, kMaxBackoff);
+    entry.retry_at = now + entry.backoff;
+  }
+}
+
+std::size_t Catalog::OpenPending(std::size_t limit) {
+  auto now = Clock::now();
+  for (; next_pending_ < entries_.size() && limit > 0; ++next_pending_) {
+    if (!entries_[next_pending_].pending) continue;
+    OpenEntry(next_pending_, now);
+    --limit;
+  }
+  std::size_t left = 0;
+  for (std::size_t i = next_pending_; i < entries_.size(); ++i) left += entries_[i].pending;
+  return left;
+}
+
+bool Catalog::Resolve(std::size_t index, Clock::time_point now) {
+  CatalogEntry& entry = entries_.at(index);
+  if (entry.pending) return false;
+  const TargetHandle* before = entry.handle.get();
+  std::string reason = entry.gone;
+  OpenEntry(index, now);
+  return entry.handle.get() != before || entry.gone != reason;
 }
 
 const CatalogEntry* Catalog::Find(std::string_view name) const {
@@ -27,9 +118,20 @@ const CatalogEntry* Catalog::Find(std::string_view name) const {
   return it == by_name_.end() ? nullptr : &entries_[it->second];
 }
 
-void Catalog::MarkGone(std::size_t index) {
+void Catalog::MarkGone(std::size_t index, Clock::time_point now) {
   CatalogEntry& entry = entries_.at(index);
+  if (!entry.handle) return;
   if (entry.gone.empty()) entry.gone = entry.handle->GoneReason();
+  if (entry.spec->source == SourceType::kPidFile) {
+    entry.exited = entry.gone;
+    entry.retry_at = now;
+  }
+}
+
+std::size_t Catalog::unavailable() const {
+  std::size_t n = 0;
+  for (const CatalogEntry& e : entries_) n += e.gone.empty() ? 0 : 1;
+  return n;
 }
 
 }  // namespace nsbroker

@@ -1,8 +1,9 @@
-// Owns one loaded configuration with its opened targets and their availability. Never
-// touches a socket; a new catalog is built completely before it replaces the old one.
+// Owns one loaded configuration with its targets and their availability: a target is either
+// available (an open handle) or unavailable with its reason. Never touches a socket, and
+// nothing about one target stops the others from being served.
 //
-//   auto catalog = nsbroker::Catalog::Open(std::move(config));   // opens every target
-//   const nsbroker::CatalogEntry* web = (*catalog)->Find("web1");
+//   auto next = nsbroker::Catalog::Build(std::move(config), current.get());  // keeps handles
+//   while (next->OpenPending(256) > 0) { /* serve a little in between */ }
 #pragma once
 
 #include <chrono>
@@ -20,34 +21,67 @@ namespace nsbroker {
 
 struct CatalogEntry {
   const TargetSpec* spec = nullptr;
-  TargetHandlePtr handle;
-  std::string gone;  // why it is unavailable; empty while it is available
+  TargetHandlePtr handle;  // null while unavailable
+  std::string gone;        // why it is unavailable; empty while it is available
+  std::string exited;      // "process N exited", kept while a pid_file target re-resolves
+  bool pending = false;    // not opened yet (start-up or reload in progress)
+  // pid_file targets re-resolve by themselves: the next attempt and the wait after a failure.
+  std::chrono::steady_clock::time_point retry_at = std::chrono::steady_clock::time_point::max();
+  std::chrono::milliseconds backoff{0};
 };
 
 // How a target is opened: the platform's OpenTarget, or (in tests of platform-neutral logic
 // that the kernel here cannot run, such as FreeBSD jails) a fake of that seam.
 using TargetOpener = std::function<Result<TargetHandlePtr>(const TargetSpec&, bool hold)>;
 
+// The reason given for a target not opened yet.
+inline constexpr char kOpening[] = "opening (start-up or reload in progress)";
+
 class Catalog {
  public:
-  // Opens every target of `config` (holding all descriptors when run_as is set, since the
-  // broker cannot reach other processes once it has dropped root). The first failure names
-  // the target and its FILE:LINE:COL.
-  [[nodiscard]] static Result<std::unique_ptr<Catalog>> Open(
-      Config config, const TargetOpener& opener = OpenTarget);
+  // The catalog of `config`. Targets whose source did not change keep their handle, moved
+  // out of `previous` (which must then be discarded); every other target is pending.
+  static std::unique_ptr<Catalog> Build(Config config, Catalog* previous = nullptr,
+                                        TargetOpener opener = OpenTarget);
+  // Build, then open every pending target. Never fails: a target that cannot be opened is
+  // unavailable with "FILE:LINE:COL: target 'NAME': reason".
+  [[nodiscard]] static Result<std::unique_ptr<Catalog>> Open(Config config,
+                                                             const TargetOpener& opener = OpenTarget);
+
+  // Opens up to `limit` pending targets, in order; returns how many are still pending.
+  std::size_t OpenPending(std::size_t limit);
+  // Entries before this index are no longer pending.
+  std::size_t opened_upto() const { return next_pending_; }
+  // Opens entry `index` again (a pid_file target whose process exited or whose file
+  // changed). A failure schedules the next attempt with backoff (100 ms doubling to 10 s).
+  // True when the entry's handle changed.
+  bool Resolve(std::size_t index, std::chrono::steady_clock::time_point now);
 
   const Config& config() const { return config_; }
   std::vector<CatalogEntry>& entries() { return entries_; }
   const std::vector<CatalogEntry>& entries() const { return entries_; }
   const CatalogEntry* Find(std::string_view name) const;
-  // Marks entry `index` unavailable (its process exited) until a reload finds it again.
-  void MarkGone(std::size_t index);
+  // Marks entry `index` unavailable (its process exited); pid_file targets retry at once.
+  void MarkGone(std::size_t index, std::chrono::steady_clock::time_point now);
+  std::size_t unavailable() const;
+
+  // Descriptors a target of `spec` holds once open (its pidfd and held namespace files).
+  static std::size_t Cost(const TargetSpec& spec, bool hold);
+  // The sum over this config's targets: what the ledger charges to its targets account.
+  std::size_t cost() const { return cost_; }
 
  private:
   Catalog() = default;
+  bool hold() const { return config_.run_as.has_value(); }
+  // Opens entry `index` now; records the reason when it cannot.
+  void OpenEntry(std::size_t index, std::chrono::steady_clock::time_point now);
+
   Config config_;
+  TargetOpener opener_;
   std::vector<CatalogEntry> entries_;
   std::unordered_map<std::string_view, std::size_t> by_name_;
+  std::size_t next_pending_ = 0;
+  std::size_t cost_ = 0;
 };
 
 }  // namespace nsbroker

@@ -387,6 +387,13 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
   if (proto.max_inflight_fds_per_uid() > 0) {
     config.max_inflight_fds_per_uid = proto.max_inflight_fds_per_uid();
   }
+  // Unset, the reserve is 16 connections, or a quarter of a smaller max_connections.
+  config.root_reserve = proto.has_root_reserve()
+                            ? proto.root_reserve()
+                            : std::min<std::uint32_t>(16, config.max_connections / 4);
+  if (proto.max_connection_age_ms() > 0) {
+    config.max_connection_age_ms = proto.max_connection_age_ms();
+  }
   config.uwsgi_socket = proto.uwsgi_socket();
   config.uwsgi_target = proto.uwsgi_target();
 

@@ -79,6 +79,11 @@ struct Config {
   std::uint32_t idle_timeout_ms = 10000;
   std::uint32_t request_timeout_ms = 5000;
   std::uint32_t max_inflight_fds_per_uid = 4096;
+  // Connections only root may take (and root's share of in-flight descriptors, x10).
+  std::uint32_t root_reserve = 16;
+  // A connection is closed this long after it was accepted, busy or not, so that idle
+  // clients kept alive by a request now and then cannot hold capacity forever.
+  std::uint32_t max_connection_age_ms = 60000;
   std::string uwsgi_socket;
   std::string uwsgi_target;
   std::vector<TargetSpec> targets;

@@ -30,21 +30,42 @@ Outcome Deny(const Error& error, std::string_view target, KindSet kinds, const P
   return out;
 }
 
-Outcome List(const Catalog& catalog, const PeerIdentity& peer) {
+// Each entry costs its own bytes plus its tag and length (at most 4 bytes).
+template <typename Message>
+std::size_t EntryBytes(const Message& m) {
+  return m.ByteSizeLong() + 4;
+}
+
+Outcome List(const Catalog& catalog, const PeerIdentity& peer, std::uint32_t start) {
   Outcome out;
   out.response.set_protocol_version(kProtocolVersion);
   auto* list = out.response.mutable_targets();
-  for (const CatalogEntry& entry : catalog.entries()) {
+  const auto& entries = catalog.entries();
+  std::size_t bytes = 0;
+  for (std::size_t i = start; i < entries.size(); ++i) {
+    const CatalogEntry& entry = entries[i];
     KindSet kinds = AllowedKinds(*entry.spec, peer).kinds;
     if (kinds == 0) continue;
-    auto* t = list->add_targets();
-    t->set_name(entry.spec->name);
-    for (NsKind kind : KindSetList(kinds)) t->add_kinds(static_cast<v1::Kind>(KindToWire(kind)));
+    v1::TargetList::Target t;
+    t.set_name(entry.spec->name);
+    for (NsKind kind : KindSetList(kinds)) t.add_kinds(static_cast<v1::Kind>(KindToWire(kind)));
+    // Why a target is down may name paths and owners: root's business only.
+    if (peer.uid == 0 && !entry.gone.empty()) {
+      t.set_unavailable(true);
+      t.set_reason(entry.gone);
+    }
+    bytes += EntryBytes(t);
+    if (bytes > kPageBytes && list->targets_size() > 0) {
+      list->set_next_start(static_cast<std::uint32_t>(i));
+      break;
+    }
+    *list->add_targets() = std::move(t);
   }
   return out;
 }
 
-Outcome Status(const Catalog& catalog, const Stats& stats, const PeerIdentity& peer) {
+Outcome Status(const Catalog& catalog, const Stats& stats, const PeerIdentity& peer,
+               std::uint32_t start) {
   if (peer.uid != 0) {
     return Fail({ErrorCode::kPermissionDenied, 0,
                  "status is for root only, not uid " + std::to_string(peer.uid)},
@@ -61,11 +82,23 @@ Outcome Status(const Catalog& catalog, const Stats& stats, const PeerIdentity& p
   s->set_errors(stats.errors);
   s->set_connections(stats.connections);
   s->set_active_connections(stats.active_connections);
-  for (const CatalogEntry& entry : catalog.entries()) {
-    auto* t = s->add_targets();
-    t->set_name(entry.spec->name);
-    t->set_available(entry.gone.empty());
-    t->set_reason(entry.gone);
+  s->set_descriptor_budget(stats.descriptor_budget);
+  s->set_descriptors_held(stats.descriptors_held);
+  s->set_descriptors_in_flight(stats.descriptors_in_flight);
+  const auto& entries = catalog.entries();
+  std::size_t bytes = 0;
+  for (std::size_t i = start; i < entries.size(); ++i) {
+    const CatalogEntry& entry = entries[i];
+    v1::Status::TargetState t;
+    t.set_name(entry.spec->name);
+    t.set_available(entry.gone.empty());
+    t.set_reason(entry.gone);
+    bytes += EntryBytes(t);
+    if (bytes > kPageBytes && s->targets_size() > 0) {
+      s->set_next_start(static_cast<std::uint32_t>(i));
+      break;
+    }
+    *s->add_targets() = std::move(t);
   }
   return out;
 }
@@ -128,6 +161,13 @@ Outcome HandleJoin(const Catalog& catalog, const PeerIdentity& peer, std::string
     return Deny({ErrorCode::kNotFound, 0, message}, target, requested, peer, message,
                 Outcome::Tally::kError);
   }
+  if (AllowedKinds(*entry->spec, peer).kinds == 0) {
+    // A target this peer may have nothing of does not exist for it, as List says: the
+    // answer is the unknown target's, word for word; the audit line tells the truth.
+    std::string message = "unknown target '" + std::string(target) + "'";
+    return Deny({ErrorCode::kNotFound, 0, message}, target, requested, peer,
+                "no allow rule matches", Outcome::Tally::kDenial);
+  }
   JoinDecision decision = DecideJoin(*entry->spec, peer, requested);
   if (!decision.granted) {
     return Deny(decision.error, target, decision.kinds, peer, decision.reason,
@@ -189,8 +229,11 @@ Outcome HandleRequest(const Catalog& catalog, const Stats& stats, const PeerIden
       for (int wire : join.kinds()) {
         auto kind = KindFromWire(wire);
         if (!kind) {
-          return Fail({ErrorCode::kInvalidRequest, 0,
-                       "target '" + join.target() + "': unknown kind " + std::to_string(wire)},
+          // Malformed, and still a Join decision: it gets its audit line. A name no target
+          // can have (over 64 bytes) is not copied into the log.
+          std::string name = join.target().size() > 64 ? "?" : join.target();
+          std::string message = "target '" + name + "': unknown kind " + std::to_string(wire);
+          return Deny({ErrorCode::kInvalidRequest, 0, message}, name, requested, peer, message,
                       Outcome::Tally::kError);
         }
         requested |= KindBit(*kind);
@@ -198,9 +241,9 @@ Outcome HandleRequest(const Catalog& catalog, const Stats& stats, const PeerIden
       return HandleJoin(catalog, peer, join.target(), requested, fd_budget);
     }
     case v1::Request::kList:
-      return List(catalog, peer);
+      return List(catalog, peer, request->list().start());
     case v1::Request::kStatus:
-      return Status(catalog, stats, peer);
+      return Status(catalog, stats, peer, request->status().start());
     case v1::Request::BODY_NOT_SET:
       break;
   }

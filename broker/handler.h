@@ -28,7 +28,15 @@ struct Stats {
   std::uint64_t errors = 0;
   std::uint64_t connections = 0;
   std::uint64_t active_connections = 0;
+  // The ledger's figures, as the server last set them.
+  std::uint64_t descriptor_budget = 0;
+  std::uint64_t descriptors_held = 0;
+  std::uint64_t descriptors_in_flight = 0;
 };
+
+// A List or Status page stops before its entries pass this many bytes, leaving room under
+// kMaxMessageSize for the rest of the message.
+inline constexpr std::size_t kPageBytes = 60 * 1024;
 
 struct Outcome {
   enum class Tally { kNone, kGrant, kDenial, kError };

@@ -56,17 +56,26 @@ bool Event::pending() const {
   return event_pending(event_.get(), EV_READ | EV_WRITE | EV_TIMEOUT | EV_SIGNAL, nullptr) != 0;
 }
 
-Listener::Listener(event_base* base, UniqueFd fd, AcceptCallback on_accept)
+Listener::Listener(event_base* base, UniqueFd fd, AcceptCallback on_accept,
+                   std::function<bool()> room)
     : fd_(std::move(fd)),
       on_accept_(std::move(on_accept)),
+      room_(std::move(room)),
       readable_(base, fd_.get(), EV_READ | EV_PERSIST, [this](short) { OnReadable(); }),
       resume_(base, -1, 0, [this](short) { readable_.Add(); }) {
   readable_.Add();
 }
 
+void Listener::Pause(const char* why) {
+  LogLine(std::string("accept: ") + why + "; pausing accepts for 100 ms");
+  readable_.Del();
+  resume_.Add(std::chrono::milliseconds(100));
+}
+
 void Listener::OnReadable() {
   // Bounded, so that one busy listener cannot starve established connections.
   for (int i = 0; i < 64; ++i) {
+    if (room_ && !room_()) return Pause("no room in the descriptor budget");
     UniqueFd conn(accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (conn.valid()) {
       on_accept_(std::move(conn));
@@ -74,9 +83,7 @@ void Listener::OnReadable() {
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-      LogLine(std::string("accept: ") + std::strerror(errno) + "; pausing accepts for 100 ms");
-      readable_.Del();
-      resume_.Add(std::chrono::milliseconds(100));
+      Pause(std::strerror(errno));
     }
     return;
   }

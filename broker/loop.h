@@ -63,12 +63,15 @@ class Event {
 };
 
 // A listening socket: accepts every waiting connection (non-blocking, close-on-exec) and hands
-// each to `on_accept`. EMFILE/ENFILE pause accepting for 100 ms instead of spinning on a
-// readable listener that cannot be drained. Keeps ownership of the listening descriptor.
+// each to `on_accept`, while `room` says one more descriptor fits the owner's budget.
+// EMFILE/ENFILE (a limit lowered behind our back) and no room pause accepting for 100 ms
+// instead of spinning on a readable listener that cannot be drained. Keeps ownership of the
+// listening descriptor.
 class Listener {
  public:
   using AcceptCallback = std::function<void(UniqueFd conn)>;
-  Listener(event_base* base, UniqueFd fd, AcceptCallback on_accept);
+  Listener(event_base* base, UniqueFd fd, AcceptCallback on_accept,
+           std::function<bool()> room = {});
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
   BorrowedFd fd() const { return fd_; }
@@ -76,7 +79,9 @@ class Listener {
  private:
   void OnReadable();
   UniqueFd fd_;
+  void Pause(const char* why);
   AcceptCallback on_accept_;
+  std::function<bool()> room_;
   Event readable_;
   Event resume_;
 };

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "audit.h"
 #include "service.h"
 
 namespace {
@@ -10,7 +11,8 @@ namespace {
 constexpr char kUsage[] =
     "usage: nsbrokerd [-c FILE] [--check-config] [--socket PATH] [--self] [-v]\n"
     "  -c FILE          config file (default /etc/nsbroker/nsbroker.conf)\n"
-    "  --check-config   validate the config and exit: 0 valid, 1 FILE:LINE:COL: reason\n"
+    "  --check-config   validate the config, open its targets and exit: 0 valid (unavailable\n"
+    "                   targets are warnings), 1 FILE:LINE:COL: reason\n"
     "  --socket PATH    serve on PATH instead of the config's socket\n"
     "  --self           without -c: expose this process's namespaces as target 'self' to root\n"
     "  -v               log connections\n"
@@ -56,13 +58,26 @@ int main(int argc, char** argv) {
   }
   if (options.self && options.config_given) return Usage("--self is the config: drop -c");
   if (check) {
-    auto config = nsbroker::LoadServiceConfig(options);
-    if (!config) {
-      std::fprintf(stderr, "%s\n", config.error().message.c_str());
+    // What start-up would say: errors exit 1, unavailable targets are warnings.
+    auto report = nsbroker::CheckConfig(options);
+    if (!report) {
+      std::fprintf(stderr, "%s\n", report.error().message.c_str());
       return 1;
     }
-    std::printf("%s: OK, %zu targets\n", config->file.c_str(), config->targets.size());
+    for (const std::string& warning : report->warnings) {
+      std::fprintf(stderr, "%s\n", warning.c_str());
+    }
+    std::string unavailable = report->warnings.empty()
+                                  ? ""
+                                  : ", " + std::to_string(report->warnings.size()) + " unavailable";
+    std::printf("%s: OK, %zu targets%s\n", report->config.file.c_str(),
+                report->config.targets.size(), unavailable.c_str());
     return 0;
   }
-  return nsbroker::RunService(options);
+  auto daemon = nsbroker::Daemon::Build(options);
+  if (!daemon) {
+    nsbroker::LogLine(daemon.error().message);
+    return 1;
+  }
+  return (*daemon)->Run() ? 0 : 1;
 }

@@ -7,156 +7,249 @@
 
 namespace nsbroker {
 
+using Clock = std::chrono::steady_clock;
+
 struct Server::Connection {
   std::uint64_t id = 0;
   UniqueFd fd;
   PeerIdentity peer;
   std::unique_ptr<Event> readable;
   std::unique_ptr<Event> writable;
+  std::unique_ptr<Event> expire;  // max_connection_age_ms after accept
   // A response the peer's full receive queue could not take yet (EAGAIN).
   std::string pending_bytes;
   std::vector<UniqueFd> pending_fds;
 };
 
+struct Server::Kept {
+  UniqueFd fd;
+  uid_t uid = 0;
+};
+
+struct Server::Refusing {
+  std::uint64_t id = 0;
+  UniqueFd fd;
+  std::unique_ptr<Event> readable;
+};
+
 Server::Server(event_base* base, std::unique_ptr<Catalog> catalog, std::unique_ptr<AuditLog> audit,
-               bool verbose)
+               bool verbose, std::size_t budget)
     : base_(base),
       verbose_(verbose),
+      ledger_(budget),
       catalog_(std::move(catalog)),
       audit_(std::move(audit)),
-      reap_(base, -1, 0, [this](short) { graveyard_.clear(); }),
+      lifecycle_(base),
+      reap_(base, -1, 0,
+            [this](short) {
+              graveyard_.clear();
+              refused_graveyard_.clear();
+            }),
       sweep_(base, -1, 0, [this](short) { Sweep(); }) {
-  WatchTargets();
+  Charge();
+  lifecycle_.Watch(*catalog_, {});
 }
 
 Server::~Server() = default;
 
-void Server::WatchTargets() {
-  watchers_.clear();
-  auto& entries = catalog_->entries();
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    int fd = entries[i].handle->watch_fd();
-    if (fd < 0) continue;
-    // A pidfd becomes readable once when its process exits; one shot is enough.
-    watchers_.push_back(std::make_unique<Event>(base_, fd, EV_READ, [this, i](short) {
-      catalog_->MarkGone(i);
-      const CatalogEntry& e = catalog_->entries()[i];
-      LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
-    }));
-    watchers_.back()->Add();
-  }
+void Server::Charge() {
+  ledger_.Apply(catalog_->config());
+  ledger_.Set(Account::kTargets, catalog_->cost());
 }
 
 void Server::AddListener(UniqueFd listen_fd) {
+  ChargeListener();
   listeners_.push_back(std::make_unique<Listener>(
-      base_, std::move(listen_fd), [this](UniqueFd conn) { OnAccept(std::move(conn)); }));
+      base_, std::move(listen_fd), [this](UniqueFd conn) { OnAccept(std::move(conn)); },
+      [this] { return ledger_.RoomToAccept(); }));
 }
 
-void Server::Swap(std::unique_ptr<Catalog> catalog, std::unique_ptr<AuditLog> audit) {
-  watchers_.clear();  // they refer to the old catalog's pidfds
+Result<void> Server::Fits(const Config& config) const {
+  std::size_t cost = 0;
+  for (const TargetSpec& spec : config.targets) {
+    cost += Catalog::Cost(spec, config.run_as.has_value());
+  }
+  return ledger_.Fit(config, cost);
+}
+
+void Server::Swap(std::unique_ptr<Catalog> catalog, std::unique_ptr<AuditLog> audit,
+                  std::function<void()> opened) {
+  // The lifecycle watches the old catalog's entries: point it at the new one first.
+  lifecycle_.Watch(*catalog, std::move(opened));
   catalog_ = std::move(catalog);
   if (audit) audit_ = std::move(audit);
-  WatchTargets();
+  Charge();
+}
+
+void Server::Reload(Config config, std::unique_ptr<AuditLog> audit,
+                    std::function<void()> opened) {
+  Swap(Catalog::Build(std::move(config), catalog_.get()), std::move(audit), std::move(opened));
 }
 
 Result<void> Server::Admit(const PeerIdentity& peer) {
-  const Config& c = catalog_->config();
-  if (stats_.active_connections >= c.max_connections) {
-    return MakeError(ErrorCode::kResourceExhausted, "too many connections (max_connections " +
-                                                        std::to_string(c.max_connections) + ")");
+  if (auto opened = ledger_.OpenConnection(peer.uid); !opened) {
+    ++stats_.errors;
+    AuditRefusal(peer, opened.error().message);
+    return opened;
   }
-  auto it = uids_.find(peer.uid);
-  if (it != uids_.end() && it->second.connections >= c.max_connections_per_uid) {
-    return MakeError(ErrorCode::kResourceExhausted,
-                     "uid " + std::to_string(peer.uid) + " has too many connections " +
-                         "(max_connections_per_uid " + std::to_string(c.max_connections_per_uid) +
-                         ")");
-  }
-  ++uids_[peer.uid].connections;
   ++stats_.active_connections;
   ++stats_.connections;
   return {};
 }
 
-void Server::Leave(const PeerIdentity& peer, BorrowedFd conn) {
+void Server::Leave(const PeerIdentity& peer, UniqueFd conn) {
   --stats_.active_connections;
-  auto it = uids_.find(peer.uid);
-  if (it == uids_.end()) return;
-  UidState& state = it->second;
-  auto unread = state.unread.find(conn.get());
-  if (unread != state.unread.end()) {
-    std::size_t fds = unread->second;
-    state.unread.erase(unread);
-    if (QueuedBytes(conn) > 0) {
-      // Closing our end would not take the descriptors out of the peer's queue, only out of
-      // our count: waiting out idle_timeout_ms would refill a hoarder's budget. Keep a
-      // duplicate, shut down (the peer still reads what is queued, then end-of-file).
-      UniqueFd kept(fcntl(conn.get(), F_DUPFD_CLOEXEC, 0));
-      if (kept.valid()) {
-        shutdown(kept.get(), SHUT_RDWR);
-        state.unread[kept.get()] = fds;
-        state.closed_unread.emplace(kept.get(), std::move(kept));
-        if (!sweep_.pending()) sweep_.Add(std::chrono::seconds(1));
-      }
-    }
+  if (conn.valid() && !Drained(peer.uid, conn.get())) {
+    // Closing our end would not take the descriptors out of the peer's queue, only out of
+    // our count. Keep the socket (still a connection of its uid) until the queue drains.
+    return Keep(peer.uid, std::move(conn));
   }
-  if (--state.connections == 0 && state.unread.empty()) uids_.erase(it);
+  ledger_.CloseConnection(peer.uid);
 }
 
-std::size_t Server::Unread(UidState& state) {
-  std::size_t unread = 0;
-  auto& map = state.unread;
-  for (auto u = map.begin(); u != map.end();) {
-    // Descriptors in a datagram stay charged to the sender until the receiver reads it
-    // (unix(7) SCM_RIGHTS; past RLIMIT_NOFILE sendmsg fails with ETOOMANYREFS for every
-    // peer). QueuedBytes (SIOCOUTQ) is what of ours is still queued on that connection.
-    if (QueuedBytes(u->first) == 0) {
-      state.closed_unread.erase(u->first);
-      u = map.erase(u);
-      continue;
-    }
-    unread += u->second;
-    ++u;
+bool Server::Drained(uid_t uid, int fd) {
+  auto by_uid = unread_.find(uid);
+  if (by_uid == unread_.end()) return true;
+  auto it = by_uid->second.find(fd);
+  if (it == by_uid->second.end()) return true;
+  // Descriptors in a datagram stay charged to the sender until the receiver reads it
+  // (unix(7) SCM_RIGHTS). QueuedBytes (SIOCOUTQ) is what of ours is still queued there.
+  if (QueuedBytes(fd) > 0) return false;
+  ledger_.Delivered(uid, it->second);
+  by_uid->second.erase(it);
+  if (by_uid->second.empty()) unread_.erase(by_uid);
+  return true;
+}
+
+void Server::Refresh(uid_t uid) {
+  auto by_uid = unread_.find(uid);
+  if (by_uid == unread_.end()) return;
+  std::vector<int> fds;
+  for (const auto& [fd, n] : by_uid->second) fds.push_back(fd);
+  // At most max_connections_per_uid sockets: live and kept ones share that cap.
+  for (int fd : fds) {
+    if (Drained(uid, fd) && kept_.contains(fd)) DropKept(fd);
   }
-  return unread;
+}
+
+void Server::Keep(uid_t uid, UniqueFd fd) {
+  // Shut both ways: the peer reads what is queued, then end-of-file, and whatever it sends
+  // now fails (EPIPE) instead of piling up here. The sweep watches the queue drain.
+  shutdown(fd.get(), SHUT_RDWR);
+  auto kept = std::make_unique<Kept>();
+  kept->uid = uid;
+  int number = fd.get();
+  kept->fd = std::move(fd);
+  kept_.emplace(number, std::move(kept));
+  if (!sweep_.pending()) sweep_.Add(std::chrono::seconds(1));
+}
+
+void Server::DropKept(int fd) {
+  auto it = kept_.find(fd);
+  if (it == kept_.end()) return;
+  uid_t uid = it->second->uid;
+  auto by_uid = unread_.find(uid);
+  if (by_uid != unread_.end()) {
+    auto u = by_uid->second.find(fd);
+    if (u != by_uid->second.end()) {
+      ledger_.Delivered(uid, u->second);
+      by_uid->second.erase(u);
+      if (by_uid->second.empty()) unread_.erase(by_uid);
+    }
+  }
+  kept_.erase(it);
+  ledger_.CloseConnection(uid);
 }
 
 void Server::Sweep() {
-  bool kept = false;
-  for (auto it = uids_.begin(); it != uids_.end();) {
-    Unread(it->second);
-    kept = kept || !it->second.closed_unread.empty();
-    if (it->second.connections == 0 && it->second.unread.empty()) {
-      it = uids_.erase(it);
-    } else {
-      ++it;
-    }
+  // One SIOCOUTQ per kept socket per second, bounded by max_connections: a peer that read
+  // its grants without closing frees its uid's capacity within a second.
+  std::vector<std::pair<int, uid_t>> kept;
+  for (const auto& [fd, k] : kept_) kept.emplace_back(fd, k->uid);
+  for (const auto& [fd, uid] : kept) {
+    if (Drained(uid, fd)) DropKept(fd);
   }
-  if (kept) sweep_.Add(std::chrono::seconds(1));
+  if (!kept_.empty()) sweep_.Add(std::chrono::seconds(1));
 }
 
 void Server::NoteUnread(uid_t uid, BorrowedFd conn, std::size_t fds) {
-  if (fds > 0) uids_[uid].unread[conn.get()] += fds;
+  if (fds == 0) return;
+  unread_[uid][conn.get()] += fds;
+  ledger_.Ship(uid, fds);
 }
 
 std::size_t Server::FdBudget(uid_t uid) {
-  std::size_t limit = catalog_->config().max_inflight_fds_per_uid;
-  auto it = uids_.find(uid);
-  if (it == uids_.end()) return limit;
-  std::size_t unread = Unread(it->second);
-  return unread >= limit ? 0 : limit - unread;
+  Refresh(uid);
+  return ledger_.Room(uid);
 }
 
-Outcome Server::Join(const PeerIdentity& peer, std::string_view target, KindSet kinds) {
-  Outcome out = HandleJoin(*catalog_, peer, target, kinds, FdBudget(peer.uid));
+Outcome Server::Join(const PeerIdentity& peer, std::string_view target, KindSet kinds,
+                     BorrowedFd conn) {
+  Drained(peer.uid, conn.get());
+  std::size_t room = ledger_.Room(peer.uid);
+  if (room < kMaxGrantDescriptors) room = FdBudget(peer.uid);
+  Outcome out = HandleJoin(*catalog_, peer, target, kinds, room);
   if (out.audit) audit_->Write(*out.audit);
   Count(stats_, out);
   return out;
 }
 
-void Server::Refuse(BorrowedFd conn, const std::string& message) {
-  // Best effort on a fresh socket whose queue is empty; the connection closes either way.
-  (void)SendMessage(conn, ErrorResponse({ErrorCode::kResourceExhausted, 0, message}));
+void Server::AuditRefusal(const PeerIdentity& peer, const std::string& message) {
+  // A flood of refused connections must not flood the log: kRefusalLinesPerSecond lines,
+  // then one line for the rest when the next second starts.
+  auto now = Clock::now();
+  if (now - refusal_second_ >= std::chrono::seconds(1)) {
+    if (refusals_unlogged_ > 0) {
+      audit_->Write({.refused = true,
+                     .target = "-",
+                     .reason = std::to_string(refusals_unlogged_) +
+                               " more connections refused, not logged one by one"});
+    }
+    refusal_second_ = now;
+    refusal_lines_ = 0;
+    refusals_unlogged_ = 0;
+  }
+  if (refusal_lines_ >= kRefusalLinesPerSecond) {
+    ++refusals_unlogged_;
+    return;
+  }
+  ++refusal_lines_;
+  audit_->Write({.refused = true,
+                 .target = "-",
+                 .peer_pid = peer.pid,
+                 .peer_uid = peer.uid,
+                 .peer_gid = peer.gid,
+                 .reason = message});
+}
+
+void Server::Refuse(UniqueFd fd, const PeerIdentity& peer, const std::string& message) {
+  if (verbose_) LogLine("refusing pid " + std::to_string(peer.pid) + ": " + message);
+  // A fresh socket's queue is empty, so this fits. Then the peer reads it and end-of-file.
+  (void)SendMessage(fd, ErrorResponse({ErrorCode::kResourceExhausted, 0, message}));
+  shutdown(fd.get(), SHUT_WR);
+  auto drain = [](int number) {
+    char buf[512];
+    while (recv(number, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+    }
+  };
+  if (refusing_.size() >= kMaxRefusing) {
+    drain(fd.get());
+    return;
+  }
+  // Wait for the request the peer is about to send, so that closing leaves nothing unread.
+  auto r = std::make_unique<Refusing>();
+  Refusing& ref = *r;
+  ref.id = next_id_++;
+  ref.fd = std::move(fd);
+  ref.readable = std::make_unique<Event>(base_, ref.fd.get(), EV_READ, [this, &ref, drain](short) {
+    drain(ref.fd.get());
+    auto it = refusing_.find(ref.id);
+    refused_graveyard_.push_back(std::move(it->second));
+    refusing_.erase(it);
+    reap_.Activate();
+  });
+  ref.readable->Add(std::chrono::milliseconds(kRefusalLingerMs));
+  refusing_.emplace(ref.id, std::move(r));
 }
 
 void Server::OnAccept(UniqueFd fd) {
@@ -166,12 +259,7 @@ void Server::OnAccept(UniqueFd fd) {
     return;
   }
   if (auto admitted = Admit(*peer); !admitted) {
-    ++stats_.errors;
-    if (verbose_) {
-      LogLine("refusing pid " + std::to_string(peer->pid) + ": " + admitted.error().message);
-    }
-    Refuse(fd, admitted.error().message);
-    return;
+    return Refuse(std::move(fd), *peer, admitted.error().message);
   }
   auto conn = std::make_unique<Connection>();
   Connection& c = *conn;
@@ -182,7 +270,12 @@ void Server::OnAccept(UniqueFd fd) {
                                        [this, &c](short what) { OnReadable(c, what); });
   c.writable = std::make_unique<Event>(base_, c.fd.get(), EV_WRITE,
                                        [this, &c](short what) { OnWritable(c, what); });
-  c.readable->Add(std::chrono::milliseconds(catalog_->config().idle_timeout_ms));
+  c.expire = std::make_unique<Event>(base_, -1, 0, [this, &c](short) {
+    Close(c, "max_connection_age_ms reached");
+  });
+  const Config& config = catalog_->config();
+  c.readable->Add(std::chrono::milliseconds(config.idle_timeout_ms));
+  c.expire->Add(std::chrono::milliseconds(config.max_connection_age_ms));
   if (verbose_) {
     LogLine("connection " + std::to_string(c.id) + " from pid " + std::to_string(c.peer.pid) +
             " uid " + std::to_string(c.peer.uid));
@@ -206,8 +299,14 @@ void Server::OnReadable(Connection& conn, short what) {
     }
     return Close(conn, e.message);
   }
-  Outcome out =
-      HandleRequest(*catalog_, stats_, conn.peer, datagram->bytes, FdBudget(conn.peer.uid));
+  // Only this connection's queue is looked at, and only when it holds descriptors.
+  Drained(conn.peer.uid, conn.fd.get());
+  std::size_t room = ledger_.Room(conn.peer.uid);
+  if (room < kMaxGrantDescriptors) room = FdBudget(conn.peer.uid);
+  stats_.descriptor_budget = ledger_.budget();
+  stats_.descriptors_held = ledger_.total();
+  stats_.descriptors_in_flight = ledger_.inflight_total();
+  Outcome out = HandleRequest(*catalog_, stats_, conn.peer, datagram->bytes, room);
   if (out.audit) audit_->Write(*out.audit);
   Count(stats_, out);
   Respond(conn, std::move(out));
@@ -261,8 +360,9 @@ void Server::Close(Connection& conn, std::string_view why) {
   if (it == connections_.end()) return;
   conn.readable->Del();
   conn.writable->Del();
-  Leave(conn.peer, conn.fd);
-  // The descriptor closes when the graveyard is reaped, after this callback has returned.
+  conn.expire->Del();
+  Leave(conn.peer, std::move(conn.fd));
+  // The connection's events go when the graveyard is reaped, after this callback returned.
   graveyard_.push_back(std::move(it->second));
   connections_.erase(it);
   reap_.Activate();

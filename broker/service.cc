@@ -11,9 +11,11 @@
 
 #include "audit.h"
 #include "catalog.h"
+#include "ledger.h"
 #include "loop.h"
 #include "privileges.h"
 #include "server.h"
+#include "trusted_file.h"
 #include "uwsgi_compat.h"
 
 namespace nsbroker {
@@ -29,22 +31,6 @@ Result<sockaddr_un> UnixAddress(const std::string& path) {
   }
   std::memcpy(addr.sun_path, path.data(), path.size());
   return addr;
-}
-
-// The socket file we created, so that stopping removes it and not a successor's.
-struct BoundSocket {
-  std::string path;
-  dev_t dev = 0;
-  ino_t ino = 0;
-};
-
-void UnlinkIfOurs(const BoundSocket& bound) {
-  struct stat st;
-  if (bound.path.empty() || lstat(bound.path.c_str(), &st) != 0) return;
-  if (st.st_dev != bound.dev || st.st_ino != bound.ino) return;
-  if (unlink(bound.path.c_str()) != 0) {
-    LogLine("unlink " + bound.path + ": " + std::strerror(errno));
-  }
 }
 
 }  // namespace
@@ -100,6 +86,12 @@ Result<UniqueFd> BindSocket(const Config& config) {
   if (!dir.empty() && mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return SysError("mkdir " + dir);
   }
+  // Whoever may write the directory may replace the socket file with their own: it must be
+  // root's all the way down, as pid files are.
+  if (auto trusted = CheckTrustedDirectory(dir.empty() ? "/" : dir); !trusted) {
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "socket " + path + ": " + trusted.error().message);
+  }
   return ListenUnixSocket(*addr, SOCK_SEQPACKET, config, "broker");
 }
 
@@ -153,143 +145,196 @@ void Notify(const std::string& state) {
   }
 }
 
-int RunService(const ServiceOptions& options) {
+ScopedSocketFile::ScopedSocketFile(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return;
+  path_ = path;
+  dev_ = st.st_dev;
+  ino_ = st.st_ino;
+}
+
+ScopedSocketFile::ScopedSocketFile(ScopedSocketFile&& other) noexcept
+    : path_(std::exchange(other.path_, {})), dev_(other.dev_), ino_(other.ino_) {}
+
+ScopedSocketFile& ScopedSocketFile::operator=(ScopedSocketFile&& other) noexcept {
+  if (this != &other) {
+    Unlink();
+    path_ = std::exchange(other.path_, {});
+    dev_ = other.dev_;
+    ino_ = other.ino_;
+  }
+  return *this;
+}
+
+ScopedSocketFile::~ScopedSocketFile() { Unlink(); }
+
+void ScopedSocketFile::Unlink() {
+  struct stat st;
+  if (path_.empty() || lstat(path_.c_str(), &st) != 0) return;
+  if (st.st_dev != dev_ || st.st_ino != ino_) return;
+  if (unlink(path_.c_str()) != 0) LogLine("unlink " + path_ + ": " + std::strerror(errno));
+  path_.clear();
+}
+
+namespace {
+
+std::size_t Listeners(const Config& config) { return config.uwsgi_socket.empty() ? 1 : 2; }
+
+// Whether `config` fits the descriptor budget (ledger.h) before anything is opened.
+Result<void> FitsBudget(const Config& config) {
+  Ledger ledger(DescriptorBudget());
+  ledger.Set(Account::kListeners, Listeners(config));
+  std::size_t cost = 0;
+  for (const TargetSpec& spec : config.targets) {
+    cost += Catalog::Cost(spec, config.run_as.has_value());
+  }
+  return ledger.Fit(config, cost);
+}
+
+std::vector<std::string> Warnings(const Catalog& catalog) {
+  std::vector<std::string> out;
+  for (const CatalogEntry& e : catalog.entries()) {
+    if (!e.gone.empty()) out.push_back("warning: unavailable: " + e.gone);
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<ConfigReport> CheckConfig(const ServiceOptions& options) {
+  auto config = LoadServiceConfig(options);
+  if (!config) return std::unexpected(std::move(config.error()));
+  if (auto fits = FitsBudget(*config); !fits) return std::unexpected(std::move(fits.error()));
+  ConfigReport report;
+  auto catalog = Catalog::Open(*config);
+  if (!catalog) return std::unexpected(std::move(catalog.error()));
+  report.warnings = Warnings(**catalog);
+  report.config = std::move(*config);
+  return report;
+}
+
+Daemon::Daemon(const ServiceOptions& options, EventLoop loop)
+    : options_(options), loop_(std::move(loop)) {}
+
+Daemon::~Daemon() {
+  uwsgi_.reset();
+  server_.reset();
+}
+
+Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
   // Peers that hang up must cost us an EPIPE, never the process; sends use MSG_NOSIGNAL too.
   signal(SIGPIPE, SIG_IGN);
   if (auto raised = RaiseFdLimit(); !raised) LogLine(raised.error().message);
-
+  auto loop = EventLoop::Create();
+  if (!loop) return std::unexpected(std::move(loop.error()));
+  std::unique_ptr<Daemon> d(new Daemon(options, std::move(*loop)));
   // Signals are routed into the loop before the socket exists: once a client can connect,
   // SIGTERM must already mean a clean stop.
-  auto loop = EventLoop::Create();
-  if (!loop) {
-    LogLine(loop.error().message);
-    return 1;
-  }
-  Server* serving = nullptr;
-  auto stop = [&](short) { loop->Exit(); };
-  Event sigterm(loop->base(), SIGTERM, EV_SIGNAL | EV_PERSIST, stop);
-  Event sigint(loop->base(), SIGINT, EV_SIGNAL | EV_PERSIST, stop);
-  // Reload: build the new catalog completely, then swap; any failure keeps the old one.
-  Event sighup(loop->base(), SIGHUP, EV_SIGNAL | EV_PERSIST, [&](short) {
-    if (serving == nullptr) return;
-    Server& server = *serving;
-    auto next = LoadServiceConfig(options);
-    if (!next) return LogLine("reload failed, keeping the old config: " + next.error().message);
-    if (next->socket != server.catalog().config().socket) {
-      LogLine("reload: the socket path changes only on restart");
-    }
-    if (next->uwsgi_socket != server.catalog().config().uwsgi_socket) {
-      LogLine("reload: uwsgi_socket changes only on restart");
-    }
-    std::unique_ptr<AuditLog> next_audit;
-    if (next->audit_log != server.catalog().config().audit_log) {
-      auto opened = AuditLog::Open(next->audit_log);
-      if (!opened) {
-        return LogLine("reload failed, keeping the old config: " + opened.error().message);
-      }
-      next_audit = std::move(*opened);
-    }
-    auto next_catalog = Catalog::Open(std::move(*next));
-    if (!next_catalog) {
-      return LogLine("reload failed, keeping the old config: " + next_catalog.error().message);
-    }
-    std::size_t n = (*next_catalog)->entries().size();
-    server.Swap(std::move(*next_catalog), std::move(next_audit));
-    LogLine("reloaded " + server.catalog().config().file + ": " + std::to_string(n) + " targets");
-    Notify("READY=1");
-  });
-  sigterm.Add();
-  sigint.Add();
-  sighup.Add();
+  auto stop = [raw = d.get()](short) { raw->loop_.Exit(); };
+  event_base* base = d->loop_.base();
+  d->sigterm_ = std::make_unique<Event>(base, SIGTERM, EV_SIGNAL | EV_PERSIST, stop);
+  d->sigint_ = std::make_unique<Event>(base, SIGINT, EV_SIGNAL | EV_PERSIST, stop);
+  d->sighup_ = std::make_unique<Event>(base, SIGHUP, EV_SIGNAL | EV_PERSIST,
+                                       [raw = d.get()](short) { raw->Reload(); });
+  d->sigterm_->Add();
+  d->sigint_->Add();
+  d->sighup_->Add();
 
   auto config = LoadServiceConfig(options);
-  if (!config) {
-    LogLine(config.error().message);
-    return 1;
-  }
+  if (!config) return std::unexpected(std::move(config.error()));
+  if (auto fits = FitsBudget(*config); !fits) return std::unexpected(std::move(fits.error()));
   auto audit = AuditLog::Open(config->audit_log);
-  if (!audit) {
-    LogLine(config->file + ": " + audit.error().message);
-    return 1;
-  }
+  if (!audit) return MakeError(audit.error().code, config->file + ": " + audit.error().message);
   std::optional<RunAs> run_as = config->run_as;
-  std::string socket_path = config->socket;
-  // Targets are opened while we still have the privileges to reach them.
+  // Targets are opened while we still have the privileges to reach them; one that cannot be
+  // opened is unavailable with its reason, and the others are served.
   auto catalog = Catalog::Open(std::move(*config));
-  if (!catalog) {
-    LogLine(catalog.error().message);
-    return 1;
-  }
+  if (!catalog) return std::unexpected(std::move(catalog.error()));
+  for (const std::string& warning : Warnings(**catalog)) LogLine(warning);
+  const Config& c = (*catalog)->config();
   auto inherited = InheritedSocket();
-  if (!inherited) {
-    LogLine(inherited.error().message);
-    return 1;
-  }
-  BoundSocket bound;
+  if (!inherited) return std::unexpected(std::move(inherited.error()));
   UniqueFd listen_fd;
   if (*inherited) {
     listen_fd = std::move(**inherited);
+    d->serving_on_ = "the socket systemd passed";
   } else {
-    auto fd = BindSocket((*catalog)->config());
-    if (!fd) {
-      LogLine(fd.error().message);
-      return 1;
-    }
+    auto fd = BindSocket(c);
+    if (!fd) return std::unexpected(std::move(fd.error()));
     listen_fd = std::move(*fd);
-    struct stat st;
-    if (lstat(socket_path.c_str(), &st) == 0) bound = {socket_path, st.st_dev, st.st_ino};
+    d->socket_file_ = ScopedSocketFile(c.socket);
+    d->serving_on_ = c.socket;
   }
   // uWSGI setns-socket compatibility (uwsgi_compat.h), bound while we still may.
-  BoundSocket uwsgi_bound;
   UniqueFd uwsgi_fd;
-  if (const Config& c = (*catalog)->config(); !c.uwsgi_socket.empty()) {
+  if (!c.uwsgi_socket.empty()) {
     auto fd = BindUwsgiSocket(c);
-    if (!fd) {
-      LogLine(fd.error().message);
-      UnlinkIfOurs(bound);
-      return 1;
-    }
+    if (!fd) return std::unexpected(std::move(fd.error()));
     uwsgi_fd = std::move(*fd);
-    struct stat st;
-    if (lstat(c.uwsgi_socket.c_str(), &st) == 0) {
-      uwsgi_bound = {c.uwsgi_socket, st.st_dev, st.st_ino};
-    }
+    d->uwsgi_file_ = ScopedSocketFile(c.uwsgi_socket);
   }
   if (run_as) {
     if (auto dropped = DropPrivileges(*run_as); !dropped) {
-      LogLine(dropped.error().message);
-      UnlinkIfOurs(bound);
-      UnlinkIfOurs(uwsgi_bound);
-      return 1;
+      return std::unexpected(std::move(dropped.error()));
     }
   }
+  d->server_ = std::make_unique<Server>(base, std::move(*catalog), std::move(*audit),
+                                        options.verbose);
+  d->server_->AddListener(std::move(listen_fd));
+  if (uwsgi_fd.valid()) {
+    d->server_->ChargeListener();
+    d->uwsgi_ = std::make_unique<UwsgiListener>(*d->server_, std::move(uwsgi_fd));
+    LogLine("serving target '" + d->server_->catalog().config().uwsgi_target +
+            "' to uWSGI (setns-socket format) on " + d->uwsgi_file_.path());
+  }
+  return d;
+}
 
-  std::size_t targets = (*catalog)->entries().size();
-  int status = 0;
-  {
-    Server server(loop->base(), std::move(*catalog), std::move(*audit), options.verbose);
-    server.AddListener(std::move(listen_fd));
-    std::unique_ptr<UwsgiListener> uwsgi;
-    if (uwsgi_fd.valid()) {
-      uwsgi = std::make_unique<UwsgiListener>(server, std::move(uwsgi_fd));
-      LogLine("serving target '" + server.catalog().config().uwsgi_target +
-              "' to uWSGI (setns-socket format) on " + uwsgi_bound.path);
-    }
-    serving = &server;
-    LogLine("serving " + std::to_string(targets) + " targets on " +
-            (bound.path.empty() ? std::string("the socket systemd passed") : bound.path));
-    Notify("READY=1");
-    if (auto ran = loop->Run(); !ran) {
-      LogLine(ran.error().message);
-      status = 1;
-    }
-    serving = nullptr;
-    Notify("STOPPING=1");
-  }
-  UnlinkIfOurs(bound);
-  UnlinkIfOurs(uwsgi_bound);
+Result<void> Daemon::Run() {
+  const Catalog& catalog = server_->catalog();
+  LogLine("serving " + std::to_string(catalog.entries().size()) + " targets (" +
+          std::to_string(catalog.unavailable()) + " unavailable) on " + serving_on_ +
+          "; descriptor budget " + std::to_string(server_->ledger().budget()));
+  Notify("READY=1");
+  auto ran = loop_.Run();
+  Notify("STOPPING=1");
+  uwsgi_.reset();
+  server_.reset();
   LogLine("stopped");
-  return status;
+  return ran;
+}
+
+void Daemon::Reload() {
+  Notify("RELOADING=1");
+  auto failed = [](const std::string& why) {
+    LogLine("reload failed, keeping the old config: " + why);
+    Notify("READY=1\nSTATUS=reload failed: " + why);
+  };
+  const Config& current = server_->catalog().config();
+  auto next = LoadServiceConfig(options_);
+  if (!next) return failed(next.error().message);
+  if (auto fits = server_->Fits(*next); !fits) return failed(fits.error().message);
+  if (next->socket != current.socket) LogLine("reload: the socket path changes only on restart");
+  if (next->uwsgi_socket != current.uwsgi_socket) {
+    LogLine("reload: uwsgi_socket changes only on restart");
+  }
+  std::unique_ptr<AuditLog> next_audit;
+  if (next->audit_log != current.audit_log) {
+    auto opened = AuditLog::Open(next->audit_log);
+    if (!opened) return failed(opened.error().message);
+    next_audit = std::move(*opened);
+  }
+  auto start = std::chrono::steady_clock::now();
+  Server* server = server_.get();
+  server_->Reload(std::move(*next), std::move(next_audit), [server, start] {
+    const Catalog& catalog = server->catalog();
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    LogLine("reloaded " + catalog.config().file + ": " + std::to_string(catalog.entries().size()) +
+            " targets (" + std::to_string(catalog.unavailable()) + " unavailable) in " +
+            std::to_string(took.count()) + " ms");
+    Notify("READY=1");
+  });
 }
 
 }  // namespace nsbroker

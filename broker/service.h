@@ -1,17 +1,22 @@
-// Owns the daemon's life: the listening socket (bound or inherited from systemd), readiness
-// notification, signals, reload and clean stop. Never handles a request itself.
+// Owns the daemon's life: the listening sockets (bound or inherited from systemd) and their
+// files, readiness notification, signals, reload and clean stop. Never handles a request.
 //
-//   nsbroker::ServiceOptions options{.config_path = "/etc/nsbroker/nsbroker.conf"};
-//   return nsbroker::RunService(options);  // until SIGTERM/SIGINT; the exit status
+//   auto daemon = nsbroker::Daemon::Build(options);   // load, open, bind, drop privileges
+//   if (!daemon) { LogLine(daemon.error().message); return 1; }
+//   return (*daemon)->Run() ? 0 : 1;                  // until SIGTERM/SIGINT; SIGHUP reloads
 #pragma once
 
+#include <sys/types.h>
 #include <sys/un.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config.h"
+#include "loop.h"
 #include "nsbroker/error.h"
 #include "nsbroker/unique_fd.h"
 
@@ -44,7 +49,60 @@ struct ServiceOptions {
 // Sends `state` (e.g. "READY=1") to $NOTIFY_SOCKET when it is set (sd_notify(3) protocol).
 void Notify(const std::string& state);
 
-// Loads, opens, binds, drops privileges, serves until SIGTERM/SIGINT; returns the exit status.
-int RunService(const ServiceOptions& options);
+// A socket file this process created: removed when this object dies, unless another
+// process has replaced it since (then it is the successor's).
+class ScopedSocketFile {
+ public:
+  ScopedSocketFile() = default;
+  explicit ScopedSocketFile(const std::string& path);  // records the file now at `path`
+  ScopedSocketFile(ScopedSocketFile&& other) noexcept;
+  ScopedSocketFile& operator=(ScopedSocketFile&& other) noexcept;
+  ~ScopedSocketFile();
+  const std::string& path() const { return path_; }
+
+ private:
+  void Unlink();
+  std::string path_;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+};
+
+// What --check-config and start-up say about a config: the first error (exit 1), or the
+// warnings (unavailable targets), each one line naming FILE:LINE:COL, the target and why.
+struct ConfigReport {
+  Config config;
+  std::vector<std::string> warnings;
+};
+[[nodiscard]] Result<ConfigReport> CheckConfig(const ServiceOptions& options);
+
+class Server;
+class UwsgiListener;
+
+// The running broker: Build does everything that needs privileges (config, audit log,
+// targets, sockets) and drops them; Run serves until SIGTERM/SIGINT; Reload (on SIGHUP)
+// swaps in a new config when it loads and fits the descriptor budget, and changes nothing
+// otherwise. Readiness goes to $NOTIFY_SOCKET: READY=1 when serving and when a reload is
+// complete (every new target opened), RELOADING=1 when one starts, STOPPING=1 at the end.
+class Daemon {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Daemon>> Build(const ServiceOptions& options);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  [[nodiscard]] Result<void> Run();
+  void Reload();
+
+ private:
+  explicit Daemon(const ServiceOptions& options, EventLoop loop);
+
+  ServiceOptions options_;
+  EventLoop loop_;  // first: destroyed last, after every event of the members below
+  std::unique_ptr<Event> sigterm_, sigint_, sighup_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<UwsgiListener> uwsgi_;
+  ScopedSocketFile socket_file_, uwsgi_file_;
+  std::string serving_on_;
+};
 
 }  // namespace nsbroker

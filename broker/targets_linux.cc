@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "targets.h"
+#include "trusted_file.h"
 
 // Linux 6.11 pidfs ioctls (uapi linux/pidfd.h); Debian 12's headers predate them.
 #ifndef PIDFS_IOCTL_MAGIC
@@ -220,11 +221,14 @@ class ProcessTarget : public TargetHandle {
   std::vector<EntryFd> held_;
 };
 
+// The pid file must be root's all the way down (trusted_file.h): a user who can write it could
+// point the target at any process, a container it is denied included. Opened O_NONBLOCK, so
+// a FIFO there cannot stall the loop, and read with a bound.
 Result<pid_t> ReadPidFile(const std::string& path) {
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) return SysError("open " + path);
+  auto fd = OpenTrusted(path, O_RDONLY);
+  if (!fd) return std::unexpected(std::move(fd.error()));
   char buf[32];
-  ssize_t n = read(fd.get(), buf, sizeof buf - 1);
+  ssize_t n = read(fd->get(), buf, sizeof buf - 1);
   if (n < 0) return SysError("read " + path);
   std::string_view text(buf, static_cast<std::size_t>(n));
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);

@@ -81,7 +81,7 @@ UwsgiListener::UwsgiListener(Server& server, UniqueFd listen_fd)
                 [this](UniqueFd conn) { OnAccept(std::move(conn)); }) {}
 
 UwsgiListener::~UwsgiListener() {
-  for (auto& [id, conn] : open_) server_.Leave(conn->peer, conn->fd);
+  for (auto& [id, conn] : open_) server_.Leave(conn->peer, std::move(conn->fd));
 }
 
 void UwsgiListener::OnAccept(UniqueFd fd) {
@@ -109,8 +109,9 @@ void UwsgiListener::OnAccept(UniqueFd fd) {
 void UwsgiListener::Greet(Connection& conn) {
   const std::string& target = server_.catalog().config().uwsgi_target;
   const CatalogEntry* entry = server_.catalog().Find(target);
-  Outcome outcome = server_.Join(conn.peer, target,
-                                 UwsgiRequest(entry != nullptr ? entry->spec : nullptr, conn.peer));
+  Outcome outcome =
+      server_.Join(conn.peer, target,
+                   UwsgiRequest(entry != nullptr ? entry->spec : nullptr, conn.peer), conn.fd);
   std::vector<int> send = outcome.response.has_grant()
                               ? UwsgiSendList(outcome.response.grant(), outcome.fds)
                               : std::vector<int>();
@@ -139,10 +140,9 @@ void UwsgiListener::Greet(Connection& conn) {
 // Refused, failed, or granted and then closed by the peer (or written to, which uWSGI's
 // client never does) or idle: done.
 void UwsgiListener::Close(Connection& conn) {
-  server_.Leave(conn.peer, conn.fd);
   if (conn.writable) conn.writable->Del();
   if (conn.readable) conn.readable->Del();
-  conn.fd.reset();
+  server_.Leave(conn.peer, std::move(conn.fd));
   auto it = open_.find(conn.id);
   graveyard_.push_back(std::move(it->second));
   open_.erase(it);

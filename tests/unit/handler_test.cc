@@ -155,9 +155,10 @@ TEST_F(HandlerTest, GoneTargetIsUnavailable) {
   Outcome out = Handle(kRoot, Join("self"));
   EXPECT_EQ(out.response.error().code(), v1::Error::UNAVAILABLE);
   EXPECT_EQ(out.response.error().message(), "target 'self' is unavailable: process 77 exited");
-  // A stranger learns nothing about availability.
+  // A stranger learns nothing about availability, nor that the target exists.
   Outcome stranger = Handle({.uid = 999, .gid = 999}, Join("self", {v1::NET}));
-  EXPECT_EQ(stranger.response.error().code(), v1::Error::PERMISSION_DENIED);
+  EXPECT_EQ(stranger.response.error().code(), v1::Error::NOT_FOUND);
+  EXPECT_EQ(stranger.response.error().message(), "unknown target 'self'");
 }
 
 TEST_F(HandlerTest, ListShowsWhatThePeerMayJoin) {

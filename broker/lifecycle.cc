@@ -1,0 +1,163 @@
+#include "lifecycle.h"
+
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "audit.h"
+
+namespace nsbroker {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A pid file replaced by rename, rewritten in place, created or removed.
+constexpr std::uint32_t kFileEvents =
+    IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB;
+
+}  // namespace
+
+Lifecycle::Lifecycle(event_base* base)
+    : base_(base),
+      retry_(base, -1, 0, [this](short) { OnRetry(); }),
+      batch_(base, -1, 0, [this](short) { OnOpenBatch(); }) {}
+
+void Lifecycle::Watch(Catalog& catalog, std::function<void()> opened) {
+  exits_.clear();  // they watch the previous catalog's entries
+  retry_.Del();
+  batch_.Del();
+  catalog_ = &catalog;
+  opened_ = std::move(opened);
+  for (std::size_t i = 0; i < catalog.opened_upto(); ++i) WatchEntry(i);
+  WatchFiles();
+  opening_ = true;
+  // A zero timeout, not event_active: timers run after the loop has polled for I/O, so
+  // clients are served between batches.
+  batch_.Add(std::chrono::milliseconds(0));
+}
+
+void Lifecycle::WatchEntry(std::size_t index) {
+  exits_.erase(index);
+  const CatalogEntry& entry = catalog_->entries()[index];
+  if (!entry.handle || !entry.gone.empty() || entry.handle->watch_fd() < 0) return;
+  // A pidfd becomes readable once when its process exits; one shot is enough.
+  auto event = std::make_unique<Event>(base_, entry.handle->watch_fd(), EV_READ,
+                                       [this, index](short) { OnExit(index); });
+  event->Add();
+  exits_.emplace(index, std::move(event));
+}
+
+void Lifecycle::WatchFiles() {
+  inotify_event_.reset();
+  files_.clear();
+  inotify_.reset();
+  const auto& entries = catalog_->entries();
+  std::unordered_map<std::string, int> dirs;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const TargetSpec& spec = *entries[i].spec;
+    if (spec.source != SourceType::kPidFile) continue;
+    if (!inotify_.valid()) {
+      inotify_.reset(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+      if (!inotify_.valid()) {
+        LogLine(std::string("inotify_init1: ") + std::strerror(errno) +
+                "; pid files are re-read only when their process exits");
+        return;
+      }
+    }
+    std::size_t slash = spec.file.rfind('/');
+    std::string dir = slash == 0 ? "/" : spec.file.substr(0, slash);
+    auto [it, added] = dirs.emplace(dir, -1);
+    if (added) {
+      // Watching says nothing about trust: a change only makes us read the file again,
+      // through every check of OpenTrusted.
+      it->second = inotify_add_watch(inotify_.get(), dir.c_str(), kFileEvents | IN_ONLYDIR);
+    }
+    if (it->second >= 0) files_[it->second][spec.file.substr(slash + 1)].push_back(i);
+  }
+  if (inotify_.valid()) {
+    inotify_event_ = std::make_unique<Event>(base_, inotify_.get(), EV_READ | EV_PERSIST,
+                                             [this](short) { OnFileEvent(); });
+    inotify_event_->Add();
+  }
+}
+
+void Lifecycle::OnExit(std::size_t index) {
+  exits_.erase(index);
+  catalog_->MarkGone(index, Clock::now());
+  const CatalogEntry& e = catalog_->entries()[index];
+  LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
+  ScheduleRetry();
+}
+
+void Lifecycle::OnFileEvent() {
+  alignas(inotify_event) char buf[16384];
+  auto now = Clock::now();
+  bool changed = false;
+  for (;;) {
+    ssize_t n = read(inotify_.get(), buf, sizeof buf);
+    if (n <= 0) break;
+    for (ssize_t at = 0; at < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + at);
+      at += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+      auto dir = files_.find(ev->wd);
+      if (dir == files_.end() || ev->len == 0) continue;
+      auto file = dir->second.find(ev->name);
+      if (file == dir->second.end()) continue;
+      for (std::size_t index : file->second) {
+        CatalogEntry& entry = catalog_->entries()[index];
+        if (entry.pending) continue;
+        // Not sooner than the backoff of a failing target allows: a user who can touch the
+        // directory (as in /tmp) must not make us re-read the file in a loop.
+        entry.retry_at = std::min(entry.retry_at, now + entry.backoff);
+        changed = true;
+      }
+    }
+  }
+  if (changed) ScheduleRetry();
+}
+
+void Lifecycle::ScheduleRetry() {
+  auto next = Clock::time_point::max();
+  for (const CatalogEntry& e : catalog_->entries()) next = std::min(next, e.retry_at);
+  retry_.Del();
+  if (next == Clock::time_point::max()) return;
+  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+  retry_.Add(std::max(wait, std::chrono::milliseconds(0)));
+}
+
+void Lifecycle::OnRetry() {
+  auto now = Clock::now();
+  auto& entries = catalog_->entries();
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (entries[i].pending || entries[i].retry_at > now) continue;
+    bool was_available = entries[i].gone.empty();
+    if (!catalog_->Resolve(i, now)) continue;
+    WatchEntry(i);
+    const CatalogEntry& e = entries[i];
+    if (e.gone.empty()) {
+      LogLine("target '" + e.spec->name + "' is available: " + e.spec->file + " re-read");
+    } else if (was_available || e.backoff.count() <= 100) {
+      LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
+    }
+  }
+  ScheduleRetry();
+}
+
+void Lifecycle::OnOpenBatch() {
+  std::size_t from = catalog_->opened_upto();
+  std::size_t left = catalog_->OpenPending(kOpenBatch);
+  for (std::size_t i = from; i < catalog_->opened_upto(); ++i) WatchEntry(i);
+  if (left > 0) return batch_.Add(std::chrono::milliseconds(0));
+  opening_ = false;
+  for (const CatalogEntry& e : catalog_->entries()) {
+    if (!e.gone.empty() && e.gone.find(kOpening) == std::string::npos) {
+      LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
+    }
+  }
+  ScheduleRetry();
+  if (opened_) opened_();
+}
+
+}  // namespace nsbroker

@@ -1,0 +1,60 @@
+// Owns the life of the live catalog's targets after load: a pidfd watch per process target,
+// inotify on the directories of pid files, re-resolution with backoff, and opening a new
+// catalog's targets a batch per loop turn. Never blocks the loop on a target.
+//
+//   nsbroker::Lifecycle lifecycle(base);
+//   lifecycle.Watch(*catalog, [] { Notify("READY=1"); });  // after a swap
+#pragma once
+
+#include <event2/event.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "catalog.h"
+#include "loop.h"
+
+namespace nsbroker {
+
+// Targets opened per loop turn while a new catalog is being opened: small enough that
+// grants for other targets keep flowing in between (each turn serves every ready client).
+inline constexpr std::size_t kOpenBatch = 64;
+
+class Lifecycle {
+ public:
+  explicit Lifecycle(event_base* base);
+  Lifecycle(const Lifecycle&) = delete;
+  Lifecycle& operator=(const Lifecycle&) = delete;
+
+  // Starts watching `catalog` (the server's live one, which must outlive the watch or be
+  // replaced by another Watch) and opens its pending targets from the loop; `opened` runs
+  // once nothing is pending.
+  void Watch(Catalog& catalog, std::function<void()> opened);
+  bool opening() const { return opening_; }
+
+ private:
+  void WatchEntry(std::size_t index);
+  void WatchFiles();
+  void OnExit(std::size_t index);
+  void OnFileEvent();
+  void OnRetry();
+  void OnOpenBatch();
+  void ScheduleRetry();
+
+  event_base* base_;
+  Catalog* catalog_ = nullptr;
+  std::function<void()> opened_;
+  bool opening_ = false;
+  std::unordered_map<std::size_t, std::unique_ptr<Event>> exits_;  // entry -> its pidfd
+  UniqueFd inotify_;
+  std::unique_ptr<Event> inotify_event_;
+  // inotify watch -> file name in that directory -> entries of pid files with that name.
+  std::unordered_map<int, std::unordered_map<std::string, std::vector<std::size_t>>> files_;
+  Event retry_;
+  Event batch_;
+};
+
+}  // namespace nsbroker
