@@ -50,11 +50,12 @@ Result<void> SendDatagram(BorrowedFd sock, std::string_view bytes, std::span<con
   if (!fds.empty()) {
     control.assign(CMSG_SPACE(fds.size() * sizeof(int)), 0);
     msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
+    // Both lengths are size_t on Linux and socklen_t on FreeBSD; SCM_MAX_FD bounds them.
+    msg.msg_controllen = static_cast<decltype(msg.msg_controllen)>(control.size());
     cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
     cmsg->cmsg_level = SOL_SOCKET;
     cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    cmsg->cmsg_len = static_cast<decltype(cmsg->cmsg_len)>(CMSG_LEN(fds.size() * sizeof(int)));
     std::memcpy(CMSG_DATA(cmsg), fds.data(), fds.size() * sizeof(int));
   }
   ssize_t n;
@@ -81,7 +82,7 @@ Result<Datagram> ReceiveDatagram(BorrowedFd sock, std::size_t max_fds, std::size
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
+    msg.msg_controllen = static_cast<decltype(msg.msg_controllen)>(control.size());
     do {
       n = recvmsg(sock.get(), &msg, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);

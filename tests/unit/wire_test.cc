@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "pass_credentials.h"
 #include "test_util.h"
 
 namespace nsbroker {
@@ -105,9 +106,7 @@ TEST(Wire, TooSmallDataBufferIsAnErrorAndLeaksNothing) {
 TEST(Wire, ForeignControlMessageIsAnError) {
   auto pair = SeqpacketPair();
   ASSERT_OK(pair);
-  int on = 1;
-  // With SO_PASSCRED the kernel attaches SCM_CREDENTIALS to every datagram.
-  ASSERT_EQ(setsockopt(pair->second.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on), 0);
+  ASSERT_TRUE(testing::PassCredentials(pair->second.get()));
   ASSERT_OK(SendDatagram(pair->first, "x"));
   auto got = ReceiveDatagram(pair->second, 4);
   ASSERT_FALSE(got);
