@@ -355,7 +355,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
     if (ec != std::errc() || end != m.data() + m.size() || mode > 0777) {
       return r.Fail(where.Of("socket_mode"), "socket_mode '" + m + "' is not an octal mode");
     }
-    config.socket_mode = mode;
+    config.socket_mode = static_cast<mode_t>(mode);  // 16 bits on FreeBSD, 32 on Linux
   }
   if (!proto.socket_group().empty()) {
     auto gid = r.LookupGroup(proto.socket_group());

@@ -7,6 +7,16 @@
 #include <algorithm>
 
 namespace nsbroker {
+namespace {
+
+// setgroups(2) takes its count as size_t on Linux and as int on FreeBSD: convert to whichever
+// this libc declares (the list is at most NGROUPS_MAX long, which fits both).
+template <class Count>
+int SetGroups(int (*set)(Count, const gid_t*), const std::vector<gid_t>& groups) {
+  return set(static_cast<Count>(groups.size()), groups.data());
+}
+
+}  // namespace
 
 Result<void> RaiseFdLimit() {
   rlimit limit{};
@@ -23,7 +33,7 @@ Result<void> DropPrivileges(const RunAs& run_as) {
   const std::string who = "run_as " + run_as.name + " (uid " + std::to_string(run_as.uid) +
                           ", gid " + std::to_string(run_as.gid) + ")";
   // Groups first: once the uid is gone, setgroups(2) needs a privilege we no longer have.
-  if (setgroups(run_as.groups.size(), run_as.groups.data()) != 0) {
+  if (SetGroups(setgroups, run_as.groups) != 0) {
     return SysError(ErrorCode::kInternal, who + ": setgroups");
   }
   // Real, effective and saved ids all change, so nothing can switch back (setresgid(2)).

@@ -30,8 +30,9 @@ std::unexpected<Error> JailError(int err, const std::string& what) {
   return std::unexpected(Error{code, err, std::move(message)});
 }
 
-// One "name"/value pair of a jail_get(2) parameter list.
-void Param(iovec* iov, const char* name, void* value, std::size_t size) {
+// One "name"/value pair of a jail_get(2) parameter list; only the jail descriptor calls use
+// it, so headers before FreeBSD 15.0 leave it unused.
+[[maybe_unused]] void Param(iovec* iov, const char* name, void* value, std::size_t size) {
   iov[0].iov_base = const_cast<char*>(name);
   iov[0].iov_len = std::strlen(name) + 1;
   iov[1].iov_base = value;
@@ -116,6 +117,8 @@ class FreeBsdJails : public JailSystem {
     return MakeError(ErrorCode::kInternal, "jail descriptors need FreeBSD 15");
 #endif
   }
+
+  bool RunsAsRoot() const override { return geteuid() == 0; }
 };
 
 }  // namespace

@@ -23,6 +23,13 @@ std::string Ids(unsigned r, unsigned e, unsigned s) {
   return std::to_string(r) + "/" + std::to_string(e) + "/" + std::to_string(s);
 }
 
+// setgroups(2) takes its count as size_t on Linux and as int on FreeBSD: convert to whichever
+// this libc declares (the list is at most NGROUPS_MAX long, which fits both).
+template <class Count>
+int SetGroups(int (*set)(Count, const gid_t*), const std::vector<gid_t>& groups) {
+  return set(static_cast<Count>(groups.size()), groups.data());
+}
+
 }  // namespace
 
 Caller RecordCaller() {
@@ -63,7 +70,7 @@ void DropForGood(const Caller& caller) {
   // need CAP_SETGID, which the uid change below takes away. All three ids of each kind are
   // set, so neither a saved id nor a real id keeps a way back to root.
   if (geteuid() != 0) Fatal("DropForGood called without euid 0");
-  if (setgroups(caller.groups.size(), caller.groups.data()) != 0) {
+  if (SetGroups(setgroups, caller.groups) != 0) {
     Fatal(std::string("setgroups: ") + std::strerror(errno));
   }
   if (setresgid(caller.gid, caller.gid, caller.gid) != 0) {
