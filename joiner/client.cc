@@ -60,9 +60,9 @@ Result<v1::Response> DecodeAnswer(const Datagram& datagram) {
   if (response->has_error()) {
     // Callers print "target 'NAME': " and this message; it must never be empty.
     const std::string& message = response->error().message();
-    return std::unexpected(Error{ErrorCodeFromWire(response->error().code()), 0,
-                                 message.empty() ? "the broker refused without a reason"
-                                                 : message});
+    return std::unexpected(
+        Error{ErrorCodeFromWire(response->error().code()), 0,
+              message.empty() ? "the broker refused without a reason" : message});
   }
   return response;
 }

@@ -23,11 +23,17 @@
 
 namespace {
 
-constexpr std::array<const char*, 11> kPoolPaths = {
-    "/proc/self/ns/cgroup", "/proc/self/ns/ipc",  "/proc/self/ns/mnt",
-    "/proc/self/ns/net",    "/proc/self/ns/pid",  "/proc/self/ns/time",
-    "/proc/self/ns/user",   "/proc/self/ns/uts",  "/proc/self/ns/pid_for_children",
-    "/",                    "/dev/null"};
+constexpr std::array<const char*, 11> kPoolPaths = {"/proc/self/ns/cgroup",
+                                                    "/proc/self/ns/ipc",
+                                                    "/proc/self/ns/mnt",
+                                                    "/proc/self/ns/net",
+                                                    "/proc/self/ns/pid",
+                                                    "/proc/self/ns/time",
+                                                    "/proc/self/ns/user",
+                                                    "/proc/self/ns/uts",
+                                                    "/proc/self/ns/pid_for_children",
+                                                    "/",
+                                                    "/dev/null"};
 constexpr std::string_view kTarget = "web1";
 
 std::vector<int> OpenPool() {
@@ -54,9 +60,8 @@ bool IsOpen(int fd) { return fcntl(fd, F_GETFD) != -1; }
 bool Asked(std::span<const nsbroker::NsKind> kinds, nsbroker::NsKind kind) {
   using nsbroker::NsKind;
   if (kinds.empty() || std::find(kinds.begin(), kinds.end(), kind) != kinds.end()) return true;
-  bool only_directories = std::all_of(kinds.begin(), kinds.end(), [](NsKind k) {
-    return k == NsKind::kRoot || k == NsKind::kCwd;
-  });
+  bool only_directories = std::all_of(
+      kinds.begin(), kinds.end(), [](NsKind k) { return k == NsKind::kRoot || k == NsKind::kCwd; });
   return only_directories && nsbroker::IsNamespaceKind(kind);
 }
 

@@ -51,8 +51,8 @@ std::vector<int> OpenPool() {
 // What a server writes: `bytes` in one or two sends, the descriptors on the first, then EOF.
 // Our own copies of the descriptors are closed once they are in flight.
 nsbroker::Result<nsbroker::Grant> OverSocket(std::string_view bytes,
-                                             std::vector<nsbroker::UniqueFd> fds,
-                                             std::size_t first, bool passcred) {
+                                             std::vector<nsbroker::UniqueFd> fds, std::size_t first,
+                                             bool passcred) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) std::abort();
   nsbroker::UniqueFd reader(sv[0]), writer(sv[1]);
@@ -64,7 +64,8 @@ nsbroker::Result<nsbroker::Grant> OverSocket(std::string_view bytes,
   for (const auto& fd : fds) numbers.push_back(fd.get());
   if (first == 0 || first > bytes.size()) first = bytes.size();
   // A stream carries descriptors only with at least one byte; with none they stay here.
-  if (!nsbroker::SendDatagram(writer, bytes.substr(0, first), first > 0 ? std::span<const int>(numbers) : std::span<const int>()) ||
+  if (!nsbroker::SendDatagram(writer, bytes.substr(0, first),
+                              first > 0 ? std::span<const int>(numbers) : std::span<const int>()) ||
       (first < bytes.size() && !nsbroker::SendDatagram(writer, bytes.substr(first)))) {
     std::abort();  // a few KiB into an empty socket buffer
   }
