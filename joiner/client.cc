@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "client_decode.h"
 #include "enter.h"
 #include "wire.h"
 
@@ -29,10 +30,8 @@ Result<void> SetTimeouts(BorrowedFd sock, std::chrono::milliseconds timeout) {
   return {};
 }
 
-// One request, one response; the broker's Error becomes ours with its code and message.
-Result<std::pair<v1::Response, std::vector<UniqueFd>>> RoundTrip(BorrowedFd sock,
-                                                                 const v1::Request& request,
-                                                                 std::size_t max_fds) {
+// One request, one datagram back (not yet decoded).
+Result<Datagram> Exchange(BorrowedFd sock, const v1::Request& request, std::size_t max_fds) {
   if (auto sent = SendMessage(sock, request); !sent) {
     sent.error().message = "send to the broker: " + sent.error().message;
     return std::unexpected(std::move(sent.error()));
@@ -47,16 +46,25 @@ Result<std::pair<v1::Response, std::vector<UniqueFd>>> RoundTrip(BorrowedFd sock
     }
     return std::unexpected(std::move(error));
   }
-  auto response = DecodeResponse(datagram->bytes, datagram->fds.size());
+  return datagram;
+}
+
+// The broker's answer, checked by DecodeResponse; its Error becomes ours with its code and
+// message.
+Result<v1::Response> DecodeAnswer(const Datagram& datagram) {
+  auto response = DecodeResponse(datagram.bytes, datagram.fds.size());
   if (!response) {
     response.error().message = "bad response from the broker: " + response.error().message;
     return std::unexpected(std::move(response.error()));
   }
   if (response->has_error()) {
+    // Callers print "target 'NAME': " and this message; it must never be empty.
+    const std::string& message = response->error().message();
     return std::unexpected(
-        Error{ErrorCodeFromWire(response->error().code()), 0, response->error().message()});
+        Error{ErrorCodeFromWire(response->error().code()), 0,
+              message.empty() ? "the broker refused without a reason" : message});
   }
-  return std::pair(std::move(*response), std::move(datagram->fds));
+  return response;
 }
 
 v1::Request NewRequest() {
@@ -110,18 +118,15 @@ Result<Client> Client::Connect(const std::string& socket_path, const ClientOptio
   return Client(std::move(sock), *server);
 }
 
-Result<Grant> Client::Join(std::string_view target, std::span<const NsKind> kinds) {
-  v1::Request request = NewRequest();
-  auto* join = request.mutable_join();
-  join->set_target(std::string(target));
-  for (NsKind kind : kinds) join->add_kinds(static_cast<v1::Kind>(KindToWire(kind)));
-  auto answer = RoundTrip(sock_, request, kMaxGrantFds);
-  if (!answer) return std::unexpected(std::move(answer.error()));
-  auto& [response, fds] = *answer;
-  if (!response.has_grant()) {
+Result<Grant> DecodeGrant(Datagram datagram, std::string_view target,
+                          std::span<const NsKind> kinds) {
+  auto response = DecodeAnswer(datagram);
+  if (!response) return std::unexpected(std::move(response.error()));
+  std::vector<UniqueFd>& fds = datagram.fds;
+  if (!response->has_grant()) {
     return MakeError(ErrorCode::kInternal, "the broker answered a join with no grant");
   }
-  const v1::Grant& wire = response.grant();
+  const v1::Grant& wire = response->grant();
   if (wire.target() != target) {
     return MakeError(ErrorCode::kInternal,
                      "the broker granted target '" + wire.target() + "' instead");
@@ -160,17 +165,24 @@ Result<Grant> Client::Join(std::string_view target, std::span<const NsKind> kind
   return grant;
 }
 
-Result<std::vector<TargetInfo>> Client::List() {
+Result<Grant> Client::Join(std::string_view target, std::span<const NsKind> kinds) {
   v1::Request request = NewRequest();
-  request.mutable_list();
-  auto answer = RoundTrip(sock_, request, 0);
-  if (!answer) return std::unexpected(std::move(answer.error()));
-  const v1::Response& response = answer->first;
-  if (!response.has_targets()) {
+  auto* join = request.mutable_join();
+  join->set_target(std::string(target));
+  for (NsKind kind : kinds) join->add_kinds(static_cast<v1::Kind>(KindToWire(kind)));
+  auto datagram = Exchange(sock_, request, kMaxGrantFds);
+  if (!datagram) return std::unexpected(std::move(datagram.error()));
+  return DecodeGrant(std::move(*datagram), target, kinds);
+}
+
+Result<std::vector<TargetInfo>> DecodeTargetList(const Datagram& datagram) {
+  auto response = DecodeAnswer(datagram);
+  if (!response) return std::unexpected(std::move(response.error()));
+  if (!response->has_targets()) {
     return MakeError(ErrorCode::kInternal, "the broker answered a list with no target list");
   }
   std::vector<TargetInfo> out;
-  for (const auto& target : response.targets().targets()) {
+  for (const auto& target : response->targets().targets()) {
     TargetInfo info{.name = target.name()};
     for (int wire_kind : target.kinds()) {
       auto kind = KindFromWire(wire_kind);
@@ -184,6 +196,14 @@ Result<std::vector<TargetInfo>> Client::List() {
     out.push_back(std::move(info));
   }
   return out;
+}
+
+Result<std::vector<TargetInfo>> Client::List() {
+  v1::Request request = NewRequest();
+  request.mutable_list();
+  auto datagram = Exchange(sock_, request, 0);
+  if (!datagram) return std::unexpected(std::move(datagram.error()));
+  return DecodeTargetList(*datagram);
 }
 
 }  // namespace nsbroker

@@ -251,16 +251,17 @@ Result<Args> ParseArgs(int argc, char** argv) {
 std::string JsonString(const std::string& text) {
   std::string out = "\"";
   for (char ch : text) {
+    // As a byte: a char of UTF-8 above 0x7f is negative where char is signed.
     auto c = static_cast<unsigned char>(ch);
     if (c == '"' || c == '\\') {
       out += '\\';
-      out += static_cast<char>(c);
+      out += ch;
     } else if (c < 0x20) {
       char buf[8];
       std::snprintf(buf, sizeof buf, "\\u%04x", c);
       out += buf;
     } else {
-      out += static_cast<char>(c);
+      out += ch;
     }
   }
   return out + "\"";

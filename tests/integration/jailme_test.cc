@@ -219,7 +219,7 @@ TEST_F(JailmeTest, AllowedUserRunsInsideTheTargetAsThemselvesWithoutPrivileges) 
   EXPECT_EQ(lines[3], "65534");
   EXPECT_EQ(lines[4], NsLink("/proc/" + std::to_string(target_->pid()) + "/cwd"));
   const char* kinds[] = {"uts", "net", "ipc", "mnt", "pid", "cgroup"};
-  for (int i = 0; i < 6; ++i) {
+  for (std::size_t i = 0; i < std::size(kinds); ++i) {
     EXPECT_EQ(lines[5 + i], NsLink(target_->NsPath(kinds[i]))) << kinds[i];
     EXPECT_NE(lines[5 + i], NsLink(std::string("/proc/self/ns/") + kinds[i])) << kinds[i];
   }

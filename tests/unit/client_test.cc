@@ -124,6 +124,19 @@ TEST(Client, PassesTheBrokersErrorOn) {
   EXPECT_EQ(grant.error().message, "uid 1000 may not have net of 'web1'");
 }
 
+// Found by client_fuzz: an Error without a message printed "target 'web1': " and nothing.
+TEST(Client, AnErrorWithoutAMessageStillSaysSomething) {
+  v1::Response response = Versioned();
+  response.mutable_error()->set_code(v1::Error::UNAVAILABLE);
+  FakeBroker broker(response, {});
+  auto client = Client::Connect(broker.path());
+  ASSERT_OK(client);
+  auto grant = client->Join("web1");
+  ASSERT_FALSE(grant.has_value());
+  EXPECT_EQ(grant.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(grant.error().message, "the broker refused without a reason");
+}
+
 TEST(Client, HandsOutCheckedEntries) {
   UniqueFd net = OpenOwn("net");
   UniqueFd cwd(open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
