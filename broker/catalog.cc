@@ -130,7 +130,9 @@ void Catalog::MarkGone(std::size_t index, Clock::time_point now) {
 
 std::size_t Catalog::unavailable() const {
   std::size_t n = 0;
-  for (const CatalogEntry& e : entries_) n += e.gone.empty() ? 0 : 1;
+  for (const CatalogEntry& e : entries_) {
+    if (!e.gone.empty()) ++n;
+  }
   return n;
 }
 
