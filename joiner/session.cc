@@ -74,11 +74,6 @@ bool WriteAll(int fd, const char* data, std::size_t size) {
   return true;
 }
 
-int ExitCodeOf(int status) {
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return WEXITSTATUS(status);
-}
-
 // One direction of the relay: at most kChunk bytes read and not yet written.
 struct Buffer {
   char data[kChunk];

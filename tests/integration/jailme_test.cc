@@ -308,7 +308,35 @@ TEST_F(JailmeTest, BrokerSocketNotServedByRootIsRefused) {
 TEST_F(JailmeTest, ClosedStdioNeverBecomesADescriptorJailmeOpened) {
   StartBroker();
   ExpectHarmlessStdio(kNobody, /*dev_full_stdin=*/true);
-  ExpectHarmlessStdio(std::nullopt, /*dev_full_stdin=*/false);  // root: EnsureStdio
+}
+
+// Only a real setuid start in the host's user namespace: root running it (no AT_SECURE) and a
+// user inside a user namespace of their own (euid 0 there, the setuid bit ignored) are refused
+// before anything is asked of the broker.
+TEST_F(JailmeTest, RefusesAnythingButARealSetuidStart) {
+  StartBroker();
+  auto root = RunCommand({jailme_, "web1", "/bin/sh", "-c", "touch " + Shared("ran")});
+  EXPECT_EQ(root.status, 125);
+  EXPECT_NE(root.err.find("jailme: not a setuid start (AT_SECURE is 0)"), std::string::npos)
+      << root.err;
+  auto userns = RunCommand({"unshare", "-U", "-r", jailme_, "web1", "/bin/sh", "-c",
+                            "touch " + Shared("ran")},
+                           {.uid = kNobody});
+  EXPECT_EQ(userns.status, 125);
+  EXPECT_NE(userns.err.find("jailme: not a setuid start (AT_SECURE is 0)"), std::string::npos)
+      << userns.err;
+  EXPECT_FALSE(std::filesystem::exists(Shared("ran")));
+  EXPECT_EQ(broker_->log().find("web1"), std::string::npos) << "asked: " << broker_->log();
+}
+
+// The command starts with nothing of root: no capability in any set, bounding set empty.
+TEST_F(JailmeTest, CommandHasNoCapabilityAndAnEmptyBoundingSet) {
+  StartBroker();
+  auto r = Jailme(kNobody, {"web1", "grep", "^Cap", "/proc/self/status"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"
+            "CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\n");
 }
 
 // A rootless target (its namespaces owned by a user namespace that 65534 owns): jailme enters

@@ -201,6 +201,8 @@ void CloseAllBut(int keep) {
     Die("not installed setuid root (effective uid " + std::to_string(geteuid()) +
         "): it needs root to enter namespaces; see jailme(1)");
   }
+  if (auto r = CheckRealSetuidStart(); !r) Die(r.error().message);
+  if (auto r = LimitToEnterAndDrop(); !r) Die(r.error().message);
 
   PtyMode pty_mode = PtyMode::kAuto;
   int arg = 1;
@@ -291,6 +293,7 @@ void CloseAllBut(int keep) {
   if (!as_root.chdir_to_cwd && chdir("/") != 0) {
     DieTarget(target, std::string("chdir /: ") + std::strerror(errno));
   }
+  if (auto r = LimitToDrop(); !r) DieTarget(target, r.error().message);
   DropForGood(caller);
 
   std::optional<Pty> pty;
