@@ -1,5 +1,6 @@
 // The joiner's process steps shared by nsjoin, jailme and Spawn: ids, the fork into a pid
 // namespace, exec, waiting. No threads, no Spawn: jailme links this, not spawn.cc.
+#include <fcntl.h>
 #include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -65,6 +66,24 @@ Result<int> WaitForExit(pid_t pid) {
     if (errno != EINTR) return SysError(ErrorCode::kInternal, "waitpid " + std::to_string(pid));
   }
   return ExitCodeOf(status);
+}
+
+Result<UniqueFd> OpenCgroupProcs(const Grant& grant) {
+  const GrantEntry* dir = grant.Find(NsKind::kCgroupDir);
+  if (dir == nullptr || !dir->fd.valid()) {
+    return MakeError(ErrorCode::kNotFound, "the grant of target '" + grant.target +
+                                               "' has no cgroupdir entry (its cgroup)");
+  }
+  UniqueFd procs(openat(dir->fd.get(), "cgroup.procs", O_WRONLY | O_CLOEXEC));
+  if (!procs.valid()) return SysError("open the cgroup.procs of target '" + grant.target + "'");
+  return procs;
+}
+
+Result<void> MoveIntoCgroup(const Grant& grant, BorrowedFd procs) {
+  if (write(procs.get(), "0", 1) != 1) {
+    return SysError("join the cgroup of target '" + grant.target + "' (cgroup.procs)");
+  }
+  return {};
 }
 
 }  // namespace nsbroker

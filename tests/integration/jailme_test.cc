@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "cgroup_util.h"
 #include "harness.h"
 #include "terminal.h"
 #include "test_util.h"
@@ -554,6 +555,26 @@ TEST_F(JailmeTest, PipelineGetsNoPtyAndPtyFlagsOverride) {
   auto t = Terminal::Start({"/bin/sh", "-c", jailme_ + " --no-pty web1 tty"}, kNobody);
   ASSERT_TRUE(t.WaitFor(t.slave_name() + "\n")) << t.seen();
   EXPECT_EQ(t.Wait(), 0);
+}
+
+// A target that exposes its cgroup (CGROUPDIR): the user's command starts in it, under the
+// target's resource limits; the waiting parent stays where the caller was.
+TEST_F(JailmeTest, CommandStartsInTheTargetsCgroupWhenItIsGranted) {
+  ScopedCgroup cgroup("nsb-jailme-" + std::to_string(getpid()));
+  ASSERT_FALSE(cgroup.path().empty()) << "no cgroup2 mount or no cgroup to make one under";
+  auto target = Target::Start({.hostname = "cg-host"});
+  ASSERT_OK(target);
+  ASSERT_TRUE(cgroup.Move(target->pid()));
+  std::string config = std::string("socket: \"") + kSocketPath + "\"\nsocket_mode: \"0666\"\n" +
+                       "target { name: \"cg\" pid: " + std::to_string(target->pid()) +
+                       " expose: [UTS, CGROUPDIR] allow { uid: " + std::to_string(kNobody) +
+                       " } }\n";
+  auto broker = Broker::Start(config);
+  ASSERT_OK(broker);
+  auto r = Jailme(kNobody, {"cg", "sh", "-c", "hostname; grep ^0:: /proc/self/cgroup; id -u"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "cg-host\n0::" + cgroup.path() + "\n65534\n");
+  target->Kill();
 }
 
 }  // namespace
