@@ -252,7 +252,7 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, Resolv
     }
     spec.expose = *expose;
   } else {
-    spec.expose = possible;
+    spec.expose = possible & ~kExposedWhenNamed;
   }
   for (int i = 0; i < t.allow_size(); ++i) {
     const v1::Allow& a = t.allow(i);
@@ -436,7 +436,7 @@ Config SelfConfig(const std::string& socket) {
   config.socket = socket;
   config.socket_mode = 0600;
   TargetSpec self{.name = "self", .source = SourceType::kSelf};
-  self.expose = SourceKinds(self);
+  self.expose = SourceKinds(self) & ~kExposedWhenNamed;
   config.targets.push_back(std::move(self));
   return config;
 }

@@ -13,7 +13,8 @@ bool Matches(const Rule& rule, const PeerIdentity& peer) {
 
 std::string Who(const PeerIdentity& peer) { return "uid " + std::to_string(peer.uid); }
 
-constexpr KindSet kDirectoryKinds = KindBit(NsKind::kRoot) | KindBit(NsKind::kCwd);
+constexpr KindSet kDirectoryKinds =
+    KindBit(NsKind::kRoot) | KindBit(NsKind::kCwd) | KindBit(NsKind::kCgroupDir);
 
 }  // namespace
 

@@ -65,7 +65,11 @@ using TargetHandlePtr = std::unique_ptr<TargetHandle>;
 // Whether this platform serves targets of this source type.
 bool SourceSupported(SourceType source);
 
-// Kinds a source can expose; the default `expose` is all of them.
+// Kinds a source can expose; the default `expose` is all of them but kExposedWhenNamed.
 KindSet SourceKinds(const TargetSpec& spec);
+
+// Exposed only when a target's `expose` names them: a joiner put into the target's cgroup is
+// held to its resource limits (or escapes its own), which is the administrator's choice.
+inline constexpr KindSet kExposedWhenNamed = KindBit(NsKind::kCgroupDir);
 
 }  // namespace nsbroker

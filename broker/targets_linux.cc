@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "cgroup_linux.h"
 #include "targets.h"
 #include "trusted_file.h"
 
@@ -33,7 +34,8 @@ namespace {
 constexpr KindSet kProcessKinds =
     KindBit(NsKind::kCgroup) | KindBit(NsKind::kIpc) | KindBit(NsKind::kMnt) |
     KindBit(NsKind::kNet) | KindBit(NsKind::kPid) | KindBit(NsKind::kTime) |
-    KindBit(NsKind::kUser) | KindBit(NsKind::kUts) | KindBit(NsKind::kRoot) | KindBit(NsKind::kCwd);
+    KindBit(NsKind::kUser) | KindBit(NsKind::kUts) | KindBit(NsKind::kRoot) | KindBit(NsKind::kCwd) |
+    KindBit(NsKind::kCgroupDir);
 
 // PIDFD_GET_<KIND>_NAMESPACE: the task's active namespaces, as /proc/PID/ns/<kind> shows.
 unsigned long PidfdNsIoctl(NsKind kind) {
@@ -196,6 +198,8 @@ class ProcessTarget : public TargetHandle {
           return SysError("pidfd namespace ioctl for " + What(kind));
         }
         entry = DescribeFetched(kind, std::move(fd), [&] { return What(kind); });
+      } else if (kind == NsKind::kCgroupDir) {
+        entry = OpenCgroupDirectory("/proc/" + std::to_string(pid_));
       } else {
         entry = OpenFile(kind, What(kind));
       }
@@ -306,7 +310,8 @@ Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool hold) {
             if (k == kind) path = file;
           }
         }
-        auto entry = OpenFile(kind, path);
+        auto entry = kind == NsKind::kCgroupDir ? OpenCgroupDirectory("/proc/self")
+                                                : OpenFile(kind, path);
         if (!entry) return std::unexpected(std::move(entry.error()));
         held.push_back(std::move(*entry));
       }

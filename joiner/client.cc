@@ -133,7 +133,7 @@ Result<Grant> DecodeGrant(Datagram datagram, std::string_view target,
   }
   // A request naming no namespace kind (only ROOT/CWD, or nothing) gets every namespace the
   // peer may have; an empty one, from an older broker, ROOT and CWD too.
-  auto directory = [](NsKind k) { return k == NsKind::kRoot || k == NsKind::kCwd; };
+  auto directory = [](NsKind k) { return IsDirectoryKind(k); };
   bool any_namespace = std::all_of(kinds.begin(), kinds.end(), directory);
   Grant grant;
   grant.target = wire.target();

@@ -164,7 +164,7 @@ Result<void> CheckEntry(const GrantEntry& entry) {
   }
   auto st = StatFd(entry.fd, entry.kind);
   if (!st) return std::unexpected(std::move(st.error()));
-  if (entry.kind == NsKind::kRoot || entry.kind == NsKind::kCwd) {
+  if (IsDirectoryKind(entry.kind)) {
     if (!S_ISDIR(st->st_mode)) {
       return MakeError(ErrorCode::kInvalidRequest,
                        "the '" + name + "' descriptor is not a directory");

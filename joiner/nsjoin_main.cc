@@ -26,7 +26,7 @@ constexpr int kExitNotFound = 127;   // the command does not exist
 constexpr const char kUsage[] =
     "usage: nsjoin [--socket PATH] -t TARGET [-a] [-m] [-u] [-i] [-n] [-p] [-U] [-C] [-T]\n"
     "              [-r[DIR]] [-w[DIR]] [-W DIR] [-F] [-S UID] [-G GID] [--preserve-credentials]\n"
-    "              [--keep-fds] [--pty] [--] [CMD [ARG...]]\n"
+    "              [-c] [--keep-fds] [--pty] [--] [CMD [ARG...]]\n"
     "       nsjoin --uwsgi PATH [-a] [-m] [-u] [-i] [-n] [-p] [-C] [-T] [-F] [-S UID] [-G GID]\n"
     "              [--] [CMD [ARG...]]\n"
     "       nsjoin [--socket PATH] --list [--json]\n"
@@ -45,6 +45,7 @@ struct Args {
   bool no_fork = false;
   bool pty = false;  // --pty: the command on a new pty of its own, in a new session
   bool keep_fds = false;              // --keep-fds: inherited descriptors reach the command
+  bool join_cgroup = false;           // -c: the command starts in the target's cgroup
   bool preserve_credentials = false;  // --preserve-credentials: no uid/gid 0 in a user ns
   std::string root_dir;               // -rDIR: then chroot to DIR, inside the target
   std::string wd_dir;                 // -wDIR or -W DIR: chdir to DIR, inside the target
@@ -102,6 +103,7 @@ Result<Args> ParseArgs(int argc, char** argv) {
                                     {"preserve-credentials", no_argument, nullptr,
                                      kPreserveCredentials},
                                     {"keep-fds", no_argument, nullptr, kKeepFds},
+                                    {"join-cgroup", no_argument, nullptr, 'c'},
                                     {"help", no_argument, nullptr, 'h'},
                                     {"version", no_argument, nullptr, 'V'},
                                     {"uwsgi", required_argument, nullptr, kUwsgi},
@@ -116,7 +118,7 @@ Result<Args> ParseArgs(int argc, char** argv) {
                                 std::string("nsjoin joins broker targets; nsenter enters files "
                                             "(name the target with -t)\n") + kUsage)
                           .error();
-  while ((c = getopt_long(argc, argv, "+t:amuinpUCTr::w::W:FS:G:hV", kOptions, nullptr)) != -1) {
+  while ((c = getopt_long(argc, argv, "+t:amuinpUCTr::w::W:cFS:G:hV", kOptions, nullptr)) != -1) {
     // --net=FILE and friends: a long namespace option with a value.
     if (optarg != nullptr && std::string_view("muinpUCT").find(static_cast<char>(c)) !=
                                  std::string_view::npos) {
@@ -185,6 +187,9 @@ Result<Args> ParseArgs(int argc, char** argv) {
         break;
       case kKeepFds:
         args.keep_fds = true;
+        break;
+      case 'c':
+        args.join_cgroup = true;
         break;
       case 'F':
         args.no_fork = true;
@@ -329,12 +334,22 @@ Result<Grant> ObtainGrant(const Args& args) {
   std::vector<NsKind> request = args.kinds;
   if (args.enter.chroot_to_root) request.push_back(NsKind::kRoot);
   if (args.enter.chdir_to_cwd) request.push_back(NsKind::kCwd);
+  if (args.join_cgroup) request.push_back(NsKind::kCgroupDir);
   return client->Join(args.target, request);
+}
+
+// The command, in the process that becomes it: into the target's cgroup (-c), then exec.
+[[noreturn]] void ExecCommand(const Args& args, const Grant& grant, const UniqueFd& procs) {
+  if (procs.valid()) {
+    if (auto r = MoveIntoCgroup(grant, procs); !r) _exit(Fail(args.target, r.error()));
+  }
+  _exit(Fail(args.target, Exec(args.command), true));
 }
 
 // --pty (su --pty): the command in a new session on a new pty from /dev/ptmx as entered (the
 // target's devpts after -m), this process relaying it to the caller's terminal.
-[[noreturn]] void RunOnPty(const Args& args, Grant& grant, bool fork_into_pid) {
+[[noreturn]] void RunOnPty(const Args& args, Grant& grant, bool fork_into_pid,
+                           const UniqueFd& procs) {
   auto pty = OpenPty(0);
   if (!pty) _exit(Fail(args.target, pty.error()));
   sigset_t caller_mask;
@@ -343,7 +358,7 @@ Result<Grant> ObtainGrant(const Args& args) {
   if (!child) _exit(Fail(args.target, child.error()));
   if (*child == 0) {
     if (auto r = StartSession(&*pty, caller_mask); !r) _exit(Fail(args.target, r.error()));
-    _exit(Fail(args.target, Exec(args.command), true));
+    ExecCommand(args, grant, procs);
   }
   grant = Grant{};
   auto status = RelayUntilExit(*child, &*pty);
@@ -355,6 +370,13 @@ int RunJoin(const Args& args) {
   if (!grant) return Fail(args.uwsgi.empty() ? args.target : "", grant.error());
   EnterOptions enter = args.enter;
   enter.kinds = args.kinds;
+  // -c: cgroup.procs is opened here, outside the target's cgroup namespace (join.h).
+  UniqueFd procs;
+  if (args.join_cgroup) {
+    auto opened = OpenCgroupProcs(*grant);
+    if (!opened) return Fail(args.target, opened.error());
+    procs = std::move(*opened);
+  }
   // From the first setns on, leave with _exit: exit-time handlers belong to the host side
   // (LeakSanitizer's, for one, clones a tracer into the target's pid namespace, where it
   // cannot see this process, and hangs). Nothing is buffered: errors go to stderr.
@@ -381,15 +403,15 @@ int RunJoin(const Args& args) {
     gid = 0;
   }
   if (auto ids = SetIds(uid, gid, entered->user); !ids) _exit(Fail(args.target, ids.error()));
-  if (args.pty) RunOnPty(args, *grant, entered->pid && !args.no_fork);
+  if (args.pty) RunOnPty(args, *grant, entered->pid && !args.no_fork, procs);
   if (entered->pid && !args.no_fork) {
     auto child = ForkIntoPidNamespace(*grant);
     if (!child) _exit(Fail(args.target, child.error()));
-    if (*child == 0) _exit(Fail(args.target, Exec(args.command), true));
+    if (*child == 0) ExecCommand(args, *grant, procs);
     *grant = Grant{};  // the namespaces stay alive through the child, not through us
     _exit(WaitForChild(args.target, *child));
   }
-  _exit(Fail(args.target, Exec(args.command), true));
+  ExecCommand(args, *grant, procs);
 }
 
 }  // namespace

@@ -74,11 +74,6 @@ bool WriteAll(int fd, const char* data, std::size_t size) {
   return true;
 }
 
-int ExitCodeOf(int status) {
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return WEXITSTATUS(status);
-}
-
 // One direction of the relay: at most kChunk bytes read and not yet written.
 struct Buffer {
   char data[kChunk];
@@ -210,7 +205,7 @@ Result<int> RelayUntilExit(pid_t child, Pty* pty) {
       if ((fds[1].revents & POLLIN) != 0 || (fds[1].revents & (POLLHUP | POLLERR)) != 0) {
         ssize_t n = read(master, out.data, sizeof out.data);
         if (n > 0) {
-          out.size = static_cast<std::size_t>(n);
+          out.size = out_open ? static_cast<std::size_t>(n) : 0;  // a gone stdout: discard
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
           master_open = false;  // EIO: every slave descriptor is closed
           in.size = 0;

@@ -34,6 +34,9 @@ struct Pty {
 // `caller_mask` gets the mask to restore (the child does so in StartSession).
 void BlockSessionSignals(sigset_t& caller_mask);
 
+// A waitpid(2) status as an exit code: the code, or 128+N if signal N killed the process.
+int ExitCodeOf(int wait_status);
+
 // The command's process: ForkIntoPidNamespace after an entered pid namespace (so that the
 // command is inside it), else a plain fork(2). 0 in the child.
 [[nodiscard]] Result<pid_t> ForkCommand(const Grant& grant, bool into_pid_namespace);

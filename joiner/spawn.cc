@@ -16,6 +16,7 @@
 
 #include "enter.h"
 #include "nsbroker/join.h"
+#include "session.h"
 
 namespace nsbroker {
 namespace {
@@ -79,11 +80,6 @@ Result<void> Redirect(int fd, int target) {
   return {};
 }
 
-int ExitCode(int status) {
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return WEXITSTATUS(status);
-}
-
 volatile sig_atomic_t g_command_pid = 0;
 
 void Forward(int sig) {
@@ -118,7 +114,7 @@ void Forward(int sig) {
     sigprocmask(SIG_UNBLOCK, &set, nullptr);
     kill(getpid(), sig);
   }
-  _exit(ExitCode(status));
+  _exit(ExitCodeOf(status));
 }
 
 // The child of Spawn: enter, maybe fork into the pid namespace, exec. Never returns.
@@ -146,54 +142,6 @@ void Forward(int sig) {
 }
 
 }  // namespace
-
-Result<void> SetIds(std::optional<uid_t> uid, std::optional<gid_t> gid,
-                    bool entered_user_namespace) {
-  if (gid) {
-    // A rootless target's user namespace usually has setgroups "deny"
-    // (user_namespaces(7)); there EPERM only means there is nothing to drop.
-    if (setgroups(0, nullptr) != 0 && !(entered_user_namespace && errno == EPERM)) {
-      return SysError("setgroups");
-    }
-    if (setresgid(*gid, *gid, *gid) != 0) return SysError("setresgid " + std::to_string(*gid));
-  }
-  if (uid) {
-    if (setresuid(*uid, *uid, *uid) != 0) return SysError("setresuid " + std::to_string(*uid));
-  }
-  return {};
-}
-
-Result<pid_t> ForkIntoPidNamespace(const Grant& grant) {
-  pid_t pid = fork();
-  if (pid >= 0) return pid;
-  // alloc_pid() fails with ENOMEM once the namespace's init is gone (pid_namespaces(7)).
-  if (errno == ENOMEM) {
-    return std::unexpected(Error{
-        ErrorCode::kUnavailable, ENOMEM,
-        "pid namespace of target '" + grant.target + "' has no init (its init process exited)"});
-  }
-  return SysError(ErrorCode::kResourceExhausted, "fork");
-}
-
-Error Exec(const std::vector<std::string>& argv) {
-  if (argv.empty()) return Error{ErrorCode::kInvalidRequest, 0, "no command to run"};
-  std::vector<char*> args;
-  args.reserve(argv.size() + 1);
-  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  execvp(args[0], args.data());
-  int err = errno;
-  return Error{err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kPermissionDenied, err,
-               "exec " + argv[0] + ": " + std::strerror(err)};
-}
-
-Result<int> WaitForExit(pid_t pid) {
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return SysError(ErrorCode::kInternal, "waitpid " + std::to_string(pid));
-  }
-  return ExitCode(status);
-}
 
 Result<pid_t> Spawn(const Grant& grant, const std::vector<std::string>& argv,
                     const SpawnOptions& options) {

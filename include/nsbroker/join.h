@@ -79,6 +79,13 @@ struct SpawnOptions {
 // ENOEXEC...) kPermissionDenied, sys_errno set. An empty argv is kInvalidRequest.
 [[nodiscard]] Error Exec(const std::vector<std::string>& argv);
 
+// nsenter --join-cgroup through the grant's CGROUPDIR entry, in two steps: open the
+// directory's cgroup.procs (before entering the target's cgroup namespace: the kernel checks
+// the move against the opener's credentials and cgroup namespace), then, in the process to
+// move, write 0 to it (cgroup v2: "the writing process"). No CGROUPDIR entry is kNotFound.
+[[nodiscard]] Result<UniqueFd> OpenCgroupProcs(const Grant& grant);
+[[nodiscard]] Result<void> MoveIntoCgroup(const Grant& grant, BorrowedFd procs);
+
 // Waits for pid (retrying EINTR) and returns its exit code, or 128+N if signal N killed it.
 [[nodiscard]] Result<int> WaitForExit(pid_t pid);
 

@@ -25,15 +25,16 @@ enum class NsKind : std::uint8_t {
   kRoot = 9,  // O_PATH descriptor of the target's root directory (nsenter -r)
   kCwd = 10,  // O_PATH descriptor of the target's working directory (nsenter -w)
   kJail = 11, // FreeBSD jail
+  kCgroupDir = 12,  // O_DIRECTORY descriptor of the target's cgroup v2 directory (nsjoin -c)
 };
 
 inline constexpr std::array<NsKind, 8> kNamespaceKinds = {
     NsKind::kCgroup, NsKind::kIpc, NsKind::kMnt,  NsKind::kNet,
     NsKind::kPid,    NsKind::kTime, NsKind::kUser, NsKind::kUts};
 
-inline constexpr std::array<NsKind, 11> kAllKinds = {
-    NsKind::kCgroup, NsKind::kIpc, NsKind::kMnt, NsKind::kNet,  NsKind::kPid, NsKind::kTime,
-    NsKind::kUser,   NsKind::kUts, NsKind::kRoot, NsKind::kCwd, NsKind::kJail};
+inline constexpr std::array<NsKind, 12> kAllKinds = {
+    NsKind::kCgroup, NsKind::kIpc, NsKind::kMnt,  NsKind::kNet, NsKind::kPid,  NsKind::kTime,
+    NsKind::kUser,   NsKind::kUts, NsKind::kRoot, NsKind::kCwd, NsKind::kJail, NsKind::kCgroupDir};
 
 // Linux CLONE_NEW* values (uapi ABI, fixed forever); spelled out so that this header
 // builds on FreeBSD too. A unit test checks them against <sched.h>.
@@ -64,6 +65,7 @@ constexpr std::string_view KindName(NsKind kind) {
     case NsKind::kRoot: return "root";
     case NsKind::kCwd: return "cwd";
     case NsKind::kJail: return "jail";
+    case NsKind::kCgroupDir: return "cgroupdir";
   }
   return "?";
 }
@@ -86,7 +88,7 @@ constexpr std::optional<NsKind> KindFromName(std::string_view name) {
 
 // The wire enum value (nsbroker.v1.Kind) to NsKind; nullopt for UNSPECIFIED or unknown.
 constexpr std::optional<NsKind> KindFromWire(int value) {
-  if (value < static_cast<int>(NsKind::kCgroup) || value > static_cast<int>(NsKind::kJail)) {
+  if (value < static_cast<int>(NsKind::kCgroup) || value > static_cast<int>(NsKind::kCgroupDir)) {
     return std::nullopt;
   }
   return static_cast<NsKind>(value);
@@ -118,9 +120,14 @@ constexpr std::optional<NsKind> KindFromNsType(int nstype) {
 }
 
 // Entry name under /proc/PID/ns ("mnt", "net"...), or under /proc/PID ("root", "cwd");
-// empty for JAIL.
+// empty for JAIL and CGROUPDIR (a directory of the cgroup2 mount, from /proc/PID/cgroup).
 constexpr std::string_view KindProcFile(NsKind kind) {
-  return kind == NsKind::kJail ? std::string_view() : KindName(kind);
+  return kind == NsKind::kJail || kind == NsKind::kCgroupDir ? std::string_view() : KindName(kind);
+}
+
+// Directory entries (ROOT, CWD, CGROUPDIR): sent only when named, never entered by setns.
+constexpr bool IsDirectoryKind(NsKind kind) {
+  return kind == NsKind::kRoot || kind == NsKind::kCwd || kind == NsKind::kCgroupDir;
 }
 
 }  // namespace nsbroker

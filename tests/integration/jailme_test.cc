@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "cgroup_util.h"
 #include "harness.h"
 #include "terminal.h"
 #include "test_util.h"
@@ -309,7 +310,35 @@ TEST_F(JailmeTest, BrokerSocketNotServedByRootIsRefused) {
 TEST_F(JailmeTest, ClosedStdioNeverBecomesADescriptorJailmeOpened) {
   StartBroker();
   ExpectHarmlessStdio(kNobody, /*dev_full_stdin=*/true);
-  ExpectHarmlessStdio(std::nullopt, /*dev_full_stdin=*/false);  // root: EnsureStdio
+}
+
+// Only a real setuid start in the host's user namespace: root running it (no AT_SECURE) and a
+// user inside a user namespace of their own (euid 0 there, the setuid bit ignored) are refused
+// before anything is asked of the broker.
+TEST_F(JailmeTest, RefusesAnythingButARealSetuidStart) {
+  StartBroker();
+  auto root = RunCommand({jailme_, "web1", "/bin/sh", "-c", "touch " + Shared("ran")});
+  EXPECT_EQ(root.status, 125);
+  EXPECT_NE(root.err.find("jailme: not a setuid start (AT_SECURE is 0)"), std::string::npos)
+      << root.err;
+  auto userns = RunCommand({"unshare", "-U", "-r", jailme_, "web1", "/bin/sh", "-c",
+                            "touch " + Shared("ran")},
+                           {.uid = kNobody});
+  EXPECT_EQ(userns.status, 125);
+  EXPECT_NE(userns.err.find("jailme: not a setuid start (AT_SECURE is 0)"), std::string::npos)
+      << userns.err;
+  EXPECT_FALSE(std::filesystem::exists(Shared("ran")));
+  EXPECT_EQ(broker_->log().find("web1"), std::string::npos) << "asked: " << broker_->log();
+}
+
+// The command starts with nothing of root: no capability in any set, bounding set empty.
+TEST_F(JailmeTest, CommandHasNoCapabilityAndAnEmptyBoundingSet) {
+  StartBroker();
+  auto r = Jailme(kNobody, {"web1", "grep", "^Cap", "/proc/self/status"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"
+            "CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\n");
 }
 
 // A rootless target (its namespaces owned by a user namespace that 65534 owns): jailme enters
@@ -527,6 +556,26 @@ TEST_F(JailmeTest, PipelineGetsNoPtyAndPtyFlagsOverride) {
   auto t = Terminal::Start({"/bin/sh", "-c", jailme_ + " --no-pty web1 tty"}, kNobody);
   ASSERT_TRUE(t.WaitFor(t.slave_name() + "\n")) << t.seen();
   EXPECT_EQ(t.Wait(), 0);
+}
+
+// A target that exposes its cgroup (CGROUPDIR): the user's command starts in it, under the
+// target's resource limits; the waiting parent stays where the caller was.
+TEST_F(JailmeTest, CommandStartsInTheTargetsCgroupWhenItIsGranted) {
+  ScopedCgroup cgroup("nsb-jailme-" + std::to_string(getpid()));
+  ASSERT_FALSE(cgroup.path().empty()) << "no cgroup2 mount or no cgroup to make one under";
+  auto target = Target::Start({.hostname = "cg-host"});
+  ASSERT_OK(target);
+  ASSERT_TRUE(cgroup.Move(target->pid()));
+  std::string config = std::string("socket: \"") + kSocketPath + "\"\nsocket_mode: \"0666\"\n" +
+                       "target { name: \"cg\" pid: " + std::to_string(target->pid()) +
+                       " expose: [UTS, CGROUPDIR] allow { uid: " + std::to_string(kNobody) +
+                       " } }\n";
+  auto broker = Broker::Start(config);
+  ASSERT_OK(broker);
+  auto r = Jailme(kNobody, {"cg", "sh", "-c", "hostname; grep ^0:: /proc/self/cgroup; id -u"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "cg-host\n0::" + cgroup.path() + "\n65534\n");
+  target->Kill();
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "cgroup_util.h"
 #include "harness.h"
 #include "nsbroker/client.h"
 #include "nsbroker/join.h"
@@ -337,6 +338,36 @@ TEST_F(NsjoinTest, InheritedDescriptorReachesTheCommandOnlyWithKeepFds) {
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, *keep != '\0' ? "open\n" : "closed\n") << keep;
   }
+}
+
+// -c/--join-cgroup (nsenter's, util-linux 2.40): the command starts in the target's cgroup v2
+// directory, which the broker grants as a CGROUPDIR entry only where a target exposes it.
+TEST_F(NsjoinTest, JoinCgroupStartsTheCommandInTheTargetsCgroup) {
+  ScopedCgroup cgroup("nsb-nsjoin-" + std::to_string(getpid()));
+  ASSERT_FALSE(cgroup.path().empty()) << "no cgroup2 mount or no cgroup to make one under";
+  {
+    auto target = Target::Start({.hostname = "cg-host"});
+    ASSERT_OK(target);
+    ASSERT_TRUE(cgroup.Move(target->pid()));
+    auto broker = Broker::Start("target { name: \"cg\" pid: " + std::to_string(target->pid()) +
+                                " expose: [UTS, CGROUPDIR] allow { uid: 0 } }\n");
+    ASSERT_OK(broker);
+    for (const char* flag : {"-c", "--join-cgroup"}) {
+      auto r = RunCommand({NsjoinBinary(), "--socket", broker->socket(), "-t", "cg", "-u", flag,
+                           "--", "sh", "-c", "hostname; grep ^0:: /proc/self/cgroup"});
+      EXPECT_EQ(r.status, 0) << r.err;
+      EXPECT_EQ(r.out, "cg-host\n0::" + cgroup.path() + "\n") << flag;
+    }
+    auto plain = RunCommand({NsjoinBinary(), "--socket", broker->socket(), "-t", "cg", "-u", "--",
+                             "grep", "^0::", "/proc/self/cgroup"});
+    EXPECT_EQ(plain.out, "0::" + CgroupPath(getpid()) + "\n") << "joined without -c";
+    target->Kill();
+  }
+  // web1 exposes every kind but CGROUPDIR (exposed only when named).
+  auto refused = Nsjoin({"-t", "web1", "-u", "-c", "--", "true"});
+  EXPECT_EQ(refused.status, 125);
+  EXPECT_NE(refused.err.find("target 'web1': does not expose cgroupdir"), std::string::npos)
+      << refused.err;
 }
 
 TEST_F(NsjoinTest, ListJsonParses) {

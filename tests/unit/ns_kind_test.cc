@@ -57,7 +57,7 @@ TEST(NsKind, WireValuesMatchTheProtoEnum) {
     EXPECT_EQ(KindFromWire(KindToWire(kind)), kind);
   }
   EXPECT_FALSE(KindFromWire(v1::KIND_UNSPECIFIED));
-  EXPECT_FALSE(KindFromWire(12));
+  EXPECT_FALSE(KindFromWire(13));
   EXPECT_FALSE(KindFromWire(-1));
 }
 

@@ -22,7 +22,7 @@ constexpr KindSet kAllProcess =
 
 TargetSpec PidSpec(pid_t pid) {
   TargetSpec spec{.name = "t", .source = SourceType::kPid, .pid = pid};
-  spec.expose = SourceKinds(spec);
+  spec.expose = SourceKinds(spec) & ~kExposedWhenNamed;
   return spec;
 }
 
@@ -115,7 +115,7 @@ TEST(Targets, PidFileIsRead) {
 
 TEST(Targets, SelfIsHeld) {
   TargetSpec spec{.name = "self", .source = SourceType::kSelf};
-  spec.expose = SourceKinds(spec);
+  spec.expose = SourceKinds(spec) & ~kExposedWhenNamed;
   auto handle = OpenTarget(spec, false);
   ASSERT_OK(handle);
   EXPECT_EQ((*handle)->watch_fd(), -1);

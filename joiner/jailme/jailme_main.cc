@@ -201,6 +201,8 @@ void CloseAllBut(int keep) {
     Die("not installed setuid root (effective uid " + std::to_string(geteuid()) +
         "): it needs root to enter namespaces; see jailme(1)");
   }
+  if (auto r = CheckRealSetuidStart(); !r) Die(r.error().message);
+  if (auto r = LimitToEnterAndDrop(); !r) Die(r.error().message);
 
   PtyMode pty_mode = PtyMode::kAuto;
   int arg = 1;
@@ -234,9 +236,9 @@ void CloseAllBut(int keep) {
   auto grant = [&]() -> Result<Grant> {
     auto client = ConnectToBroker();
     if (!client) return std::unexpected(std::move(client.error()));
-    // The target's own root and working directory come only when named (nsbrokerd(8)), and
-    // naming one the target does not expose is an error: name those the broker lists for this
-    // user. A target it does not list gets a plain Join, so the broker's refusal (and its
+    // The target's own root and working directory, and its cgroup, come only when named
+    // (nsbrokerd(8)), and naming one the target does not expose is an error: name those the
+    // broker lists for this user. A target it does not list gets a plain Join, so the broker's refusal (and its
     // audit line) is what the user sees.
     auto targets = client->List();
     if (!targets) return std::unexpected(std::move(targets.error()));
@@ -244,7 +246,7 @@ void CloseAllBut(int keep) {
     for (const TargetInfo& info : *targets) {
       if (info.name != target) continue;
       for (NsKind kind : info.kinds) {
-        if (kind == NsKind::kRoot || kind == NsKind::kCwd) dirs.push_back(kind);
+        if (IsDirectoryKind(kind)) dirs.push_back(kind);
       }
     }
     return client->Join(target, dirs);
@@ -281,6 +283,16 @@ void CloseAllBut(int keep) {
   bool enter_user = grant->Find(NsKind::kUser) != nullptr;
 
   if (auto r = RegainRoot(); !r) DieTarget(target, r.error().message);
+  // The target's cgroup, when the broker grants it: cgroup.procs opened as root and outside
+  // the target's cgroup namespace, so that the kernel allows the move (it checks the opener);
+  // the command's process writes to it below, after the drop. An administrator keeps users'
+  // sessions inside the target's resource limits this way.
+  UniqueFd cgroup_procs;
+  if (grant->Find(NsKind::kCgroupDir) != nullptr) {
+    auto procs = OpenCgroupProcs(*grant);
+    if (!procs) DieTarget(target, procs.error().message);
+    cgroup_procs = std::move(*procs);
+  }
   // setns(2) needs CAP_SYS_ADMIN over each namespace's owner (mnt also CAP_SYS_CHROOT);
   // Enter checks every descriptor's type and passes it to setns. setns into a mount
   // namespace resets root and cwd to that namespace's root; ROOT/CWD then give the target's
@@ -291,6 +303,7 @@ void CloseAllBut(int keep) {
   if (!as_root.chdir_to_cwd && chdir("/") != 0) {
     DieTarget(target, std::string("chdir /: ") + std::strerror(errno));
   }
+  if (auto r = LimitToDrop(); !r) DieTarget(target, r.error().message);
   DropForGood(caller);
 
   std::optional<Pty> pty;
@@ -312,6 +325,10 @@ void CloseAllBut(int keep) {
   }
   if (auto r = StartSession(pty ? &*pty : nullptr, caller_mask); !r) {
     DieTarget(target, r.error().message);
+  }
+  if (cgroup_procs.valid()) {
+    if (auto r = MoveIntoCgroup(*grant, cgroup_procs); !r) DieTarget(target, r.error().message);
+    cgroup_procs.reset();
   }
   if (enter_user) {
     if (auto r = Enter(*grant, EnterOptions{.kinds = {NsKind::kUser}}); !r) {

@@ -33,6 +33,20 @@ Result<void> ForbidNewPrivileges() {
   return {};
 }
 
+Result<void> CheckRealSetuidStart() {
+  // issetugid(2): the kernel marked the process at exec because the setuid bit changed its
+  // ids (FreeBSD has no user namespaces).
+  if (issetugid() == 0) {
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "not a setuid start (issetugid is 0): jailme runs only as an ordinary user, "
+                     "not as root; root uses nsjoin");
+  }
+  return {};
+}
+
+Result<void> LimitToEnterAndDrop() { return {}; }  // no capability sets: root is the uid
+Result<void> LimitToDrop() { return {}; }
+
 Result<void> CheckNoPrivilegeLeft() {
   // FreeBSD has no capability sets beside the uid: DropForGood's getresuid check and its
   // failing setuid(0) are the whole proof.
