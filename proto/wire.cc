@@ -25,6 +25,12 @@ bool TakeRightsFds(msghdr& msg, std::vector<UniqueFd>& fds) {
   return !foreign;
 }
 
+const SocketCalls& KernelSockets() {
+  static const SocketCalls kernel{
+      .send_msg = ::sendmsg, .recv_msg = ::recvmsg, .record_ends = KernelRecordEnds()};
+  return kernel;
+}
+
 Result<std::pair<UniqueFd, UniqueFd>> SeqpacketPair() {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -34,6 +40,11 @@ Result<std::pair<UniqueFd, UniqueFd>> SeqpacketPair() {
 }
 
 Result<void> SendDatagram(BorrowedFd sock, std::string_view bytes, std::span<const int> fds) {
+  return SendDatagram(KernelSockets(), sock, bytes, fds);
+}
+
+Result<void> SendDatagram(const SocketCalls& calls, BorrowedFd sock, std::string_view bytes,
+                          std::span<const int> fds) {
   if (bytes.size() > kMaxMessageSize) {
     return MakeError(ErrorCode::kResourceExhausted,
                      "message of " + std::to_string(bytes.size()) + " bytes exceeds 64 KiB");
@@ -59,8 +70,10 @@ Result<void> SendDatagram(BorrowedFd sock, std::string_view bytes, std::span<con
     std::memcpy(CMSG_DATA(cmsg), fds.data(), fds.size() * sizeof(int));
   }
   ssize_t n;
+  // MSG_EOR ends the record: without it FreeBSD 15 joins consecutive messages into one record
+  // (Linux ignores it, every datagram being a record there).
   do {
-    n = sendmsg(sock.get(), &msg, MSG_NOSIGNAL);
+    n = calls.send_msg(sock.get(), &msg, MSG_NOSIGNAL | MSG_EOR);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return SysError("sendmsg");
   if (static_cast<std::size_t>(n) != bytes.size()) {
@@ -69,7 +82,42 @@ Result<void> SendDatagram(BorrowedFd sock, std::string_view bytes, std::span<con
   return {};
 }
 
+namespace {
+
+// Under kMsgEor, after a read that did not reach the end of its record: reads and drops the
+// rest of that record (closing any descriptors in it) up to its MSG_EOR, as Linux drops a
+// truncated datagram's tail, so that the tail is never taken for the next message. A record
+// is queued whole, so its rest is there now; a sender that never passes MSG_EOR is read at
+// most kMaxDiscards times, then its bytes are left for the next calls to refuse.
+void DiscardRestOfRecord(const SocketCalls& calls, BorrowedFd sock, std::vector<char>& control) {
+  constexpr int kMaxDiscards = 16;
+  std::vector<char> scratch(kMaxMessageSize);
+  for (int i = 0; i < kMaxDiscards; ++i) {
+    iovec iov{scratch.data(), scratch.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = static_cast<decltype(msg.msg_controllen)>(control.size());
+    ssize_t n;
+    do {
+      n = calls.recv_msg(sock.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return;
+    std::vector<UniqueFd> dropped;
+    (void)TakeRightsFds(msg, dropped);
+    if (n == 0 || (msg.msg_flags & MSG_EOR)) return;
+  }
+}
+
+}  // namespace
+
 Result<Datagram> ReceiveDatagram(BorrowedFd sock, std::size_t max_fds, std::size_t max_bytes) {
+  return ReceiveDatagram(KernelSockets(), sock, max_fds, max_bytes);
+}
+
+Result<Datagram> ReceiveDatagram(const SocketCalls& calls, BorrowedFd sock, std::size_t max_fds,
+                                 std::size_t max_bytes) {
   Datagram out;
   // Room for at least one descriptor so that an unexpected one shows as "too many" rather
   // than only as MSG_CTRUNC; the kernel closes what does not fit.
@@ -84,7 +132,7 @@ Result<Datagram> ReceiveDatagram(BorrowedFd sock, std::size_t max_fds, std::size
     msg.msg_control = control.data();
     msg.msg_controllen = static_cast<decltype(msg.msg_controllen)>(control.size());
     do {
-      n = recvmsg(sock.get(), &msg, MSG_CMSG_CLOEXEC);
+      n = calls.recv_msg(sock.get(), &msg, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
     return n < 0 ? std::size_t{0} : std::min(static_cast<std::size_t>(n), capacity);
   });
@@ -96,6 +144,16 @@ Result<Datagram> ReceiveDatagram(BorrowedFd sock, std::size_t max_fds, std::size
   if (msg.msg_flags & MSG_TRUNC) {
     return MakeError(ErrorCode::kInvalidRequest,
                      "message exceeds " + std::to_string(max_bytes) + " bytes");
+  }
+  if (calls.record_ends == RecordEnds::kMsgEor && !(msg.msg_flags & MSG_EOR)) {
+    DiscardRestOfRecord(calls, sock, control);
+    if (static_cast<std::size_t>(n) == max_bytes) {
+      return MakeError(ErrorCode::kInvalidRequest,
+                       "message exceeds " + std::to_string(max_bytes) + " bytes");
+    }
+    return MakeError(ErrorCode::kInvalidRequest,
+                     "message of " + std::to_string(n) +
+                         " bytes does not end its record (the sender must pass MSG_EOR)");
   }
   if (msg.msg_flags & MSG_CTRUNC) {
     return MakeError(ErrorCode::kInvalidRequest,

@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -227,6 +229,120 @@ TEST(Wire, GrantIndexesAreBoundsChecked) {
   v1::Response error = ErrorResponse(Error{ErrorCode::kNotFound, 0, "no target"});
   auto with_fds = DecodeResponse(error.SerializeAsString(), 1);
   ASSERT_FALSE(with_fds) << "an error response carrying a descriptor";
+}
+
+// FreeBSD 15's SOCK_SEQPACKET, simulated over a real unix SOCK_STREAM pair (the code it runs
+// on there): bytes and SCM_RIGHTS flow as on a stream, so messages merge and nothing is
+// truncated, except that a record ends where its sender passed MSG_EOR, and a read stops there
+// and reports MSG_EOR in msg_flags. One direction: send on one end, receive on the other.
+class EorRecordKernel {
+ public:
+  SocketCalls calls() {
+    return {
+        .send_msg = [this](int fd, const msghdr* msg, int flags) { return Send(fd, msg, flags); },
+        .recv_msg = [this](int fd, msghdr* msg, int flags) { return Receive(fd, msg, flags); },
+        .record_ends = RecordEnds::kMsgEor};
+  }
+
+  // One sendmsg of `bytes` with `flags`, as a client that is not ours might send it.
+  ssize_t SendRaw(int fd, std::string bytes, int flags) {
+    iovec iov{bytes.data(), bytes.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    return Send(fd, &msg, flags);
+  }
+
+ private:
+  ssize_t Send(int fd, const msghdr* msg, int flags) {
+    ssize_t n = sendmsg(fd, msg, flags & ~MSG_EOR);
+    if (n > 0) {
+      sent_ += static_cast<std::size_t>(n);
+      if (flags & MSG_EOR) ends_.push_back(sent_);
+    }
+    return n;
+  }
+  ssize_t Receive(int fd, msghdr* msg, int flags) {
+    iovec iov = msg->msg_iov[0];  // the codec reads into one buffer
+    if (!ends_.empty()) iov.iov_len = std::min(iov.iov_len, ends_.front() - received_);
+    msghdr clipped = *msg;
+    clipped.msg_iov = &iov;
+    clipped.msg_iovlen = 1;
+    ssize_t n = recvmsg(fd, &clipped, flags);
+    msg->msg_controllen = clipped.msg_controllen;
+    msg->msg_flags = clipped.msg_flags;
+    if (n > 0) {
+      received_ += static_cast<std::size_t>(n);
+      if (!ends_.empty() && received_ == ends_.front()) {
+        ends_.pop_front();
+        msg->msg_flags |= MSG_EOR;
+      }
+    }
+    return n;
+  }
+
+  std::size_t sent_ = 0;
+  std::size_t received_ = 0;
+  std::deque<std::size_t> ends_;  // stream offsets where records end
+};
+
+Result<std::pair<UniqueFd, UniqueFd>> StreamPair() {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return SysError("socketpair");
+  return std::pair<UniqueFd, UniqueFd>(UniqueFd(sv[0]), UniqueFd(sv[1]));
+}
+
+TEST(EorRecords, EachMessageIsARecordOfItsOwn) {
+  EorRecordKernel freebsd;
+  SocketCalls kernel = freebsd.calls();
+  auto pair = StreamPair();
+  ASSERT_OK(pair);
+  std::size_t before = CountOpenFds();
+  {
+    auto fds = OpenDevNull(2);
+    ASSERT_OK(SendDatagram(kernel, pair->first, "first"));
+    ASSERT_OK(SendDatagram(kernel, pair->first, "second", Raw(fds)));
+    auto first = ReceiveDatagram(kernel, pair->second, 2);
+    ASSERT_OK(first);
+    EXPECT_EQ(first->bytes, "first") << "sent without MSG_EOR, the two would come back merged";
+    EXPECT_TRUE(first->fds.empty());
+    auto second = ReceiveDatagram(kernel, pair->second, 2);
+    ASSERT_OK(second);
+    EXPECT_EQ(second->bytes, "second");
+    EXPECT_EQ(second->fds.size(), 2u);
+  }
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+TEST(EorRecords, OversizedRecordIsRefusedAndItsTailNeverParsed) {
+  EorRecordKernel freebsd;
+  SocketCalls kernel = freebsd.calls();
+  auto pair = StreamPair();
+  ASSERT_OK(pair);
+  // 70 KiB in one record: no MSG_TRUNC ever comes, the read simply stops at 64 KiB.
+  std::string big(70 * 1024, 'x');
+  ASSERT_EQ(freebsd.SendRaw(pair->first.get(), big, MSG_EOR), static_cast<ssize_t>(big.size()));
+  ASSERT_OK(SendDatagram(kernel, pair->first, "next"));
+  auto got = ReceiveDatagram(kernel, pair->second, 0);
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, ErrorCode::kInvalidRequest);
+  EXPECT_EQ(got.error().message, "message exceeds 65536 bytes");
+  auto next = ReceiveDatagram(kernel, pair->second, 0);
+  ASSERT_OK(next);
+  EXPECT_EQ(next->bytes, "next") << "the oversized record's tail was read as a message";
+}
+
+TEST(EorRecords, RecordWithoutEndIsRefused) {
+  EorRecordKernel freebsd;
+  SocketCalls kernel = freebsd.calls();
+  auto pair = StreamPair();
+  ASSERT_OK(pair);
+  ASSERT_EQ(freebsd.SendRaw(pair->first.get(), "no end", 0), 6);
+  auto got = ReceiveDatagram(kernel, pair->second, 0);
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, ErrorCode::kInvalidRequest);
+  EXPECT_EQ(got.error().message,
+            "message of 6 bytes does not end its record (the sender must pass MSG_EOR)");
 }
 
 TEST(Wire, ErrorCodesRoundTrip) {

@@ -1,0 +1,10 @@
+// The wire codec's record rule on Linux.
+#include "wire.h"
+
+namespace nsbroker {
+
+// unix(7): SOCK_SEQPACKET keeps message boundaries, cuts an oversized one (MSG_TRUNC) and
+// never reports MSG_EOR.
+RecordEnds KernelRecordEnds() { return RecordEnds::kDatagram; }
+
+}  // namespace nsbroker
