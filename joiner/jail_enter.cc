@@ -15,8 +15,8 @@ std::string Describe(const GrantEntry& jail) {
 
 // jail(2), ERRORS: EPERM from a non-root caller; for root, jail_attach calls chroot(2)
 // internally, which refuses a process holding an open directory (kern.chroot_allow_open_
-// directories); jail_attach_jd adds a descriptor made by a non-root user. EINVAL: the jail is
-// gone.
+// directories); jail_attach_jd adds a descriptor made by a non-root user. EINVAL (no such
+// jid) or, from jail_attach_jd, ENOENT (the descriptor's jail was removed): the jail is gone.
 Error AttachError(int err, bool by_descriptor, const GrantEntry& jail, const JailOps& ops) {
   const std::string call = by_descriptor ? "jail_attach_jd" : "jail_attach";
   if (err == EPERM && ops.EffectiveUid() != 0 && !by_descriptor) {
@@ -29,7 +29,7 @@ Error AttachError(int err, bool by_descriptor, const GrantEntry& jail, const Jai
     if (by_descriptor) message += ", or the jail descriptor was not made by root";
     return {ErrorCode::kPermissionDenied, err, message + " (chroot(2) refuses to move it)"};
   }
-  if (err == EINVAL) {
+  if (err == EINVAL || err == ENOENT) {
     return {ErrorCode::kUnavailable, err, call + ": " + Describe(jail) + " no longer exists"};
   }
   return {CodeForErrno(err), err, call + " " + Describe(jail) + ": " + std::strerror(err)};
@@ -51,6 +51,10 @@ Result<void> CheckJailEntry(const GrantEntry& entry, const JailOps& ops) {
   }
   if (!entry.fd.valid()) return {};
   auto jid = ops.JidOfDescriptor(entry.fd);
+  if (!jid && jid.error().code == ErrorCode::kNotFound) {
+    // The descriptor is fine, its jail is not: removed since the broker granted it.
+    return MakeError(ErrorCode::kUnavailable, Describe(entry) + " no longer exists");
+  }
   if (!jid) {
     return MakeError(ErrorCode::kInvalidRequest,
                      "the jail descriptor of " + Describe(entry) +

@@ -18,7 +18,8 @@ namespace {
 class FakeOps : public JailOps {
  public:
   std::map<std::int32_t, std::string> jails;  // the host's jails: jid -> name
-  std::int32_t descriptor_jid = 0;            // what any descriptor refers to
+  std::int32_t descriptor_jid = 0;            // what any descriptor refers to; 0: see below
+  ErrorCode descriptor_error = ErrorCode::kNotFound;  // kNotFound: its jail was removed
   int attach_errno = 0;                       // what the attach calls fail with
   uid_t euid = 0;
   mutable std::vector<std::string> calls;  // "getname 3", "attach 3", "attach_jd"
@@ -30,7 +31,7 @@ class FakeOps : public JailOps {
     return it->second;
   }
   Result<std::int32_t> JidOfDescriptor(BorrowedFd) const override {
-    if (descriptor_jid == 0) return MakeError(ErrorCode::kNotFound, "jail removed");
+    if (descriptor_jid == 0) return MakeError(descriptor_error, "jail_get by descriptor failed");
     return descriptor_jid;
   }
   int AttachById(std::int32_t jid) const override {
@@ -146,8 +147,29 @@ TEST(EnterJail, EinvalMeansTheJailWentAwayMeanwhile) {
   EXPECT_EQ(entered.error().message, "jail_attach: jail 'www1' (jid 3) no longer exists");
 }
 
+TEST(EnterJail, EnoentFromJailAttachJdMeansTheJailWasRemoved) {
+  FakeOps ops;
+  ops.descriptor_jid = 3;
+  ops.attach_errno = ENOENT;  // jail(2): the descriptor's jail was removed in between
+  auto entered = EnterJail("www1", JailEntry(3, "www1", true), ops);
+  ASSERT_FALSE(entered.has_value());
+  EXPECT_EQ(entered.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(entered.error().sys_errno, ENOENT);
+  EXPECT_EQ(entered.error().message, "jail_attach_jd: jail 'www1' (jid 3) no longer exists");
+}
+
+TEST(EnterJail, ADescriptorWhoseJailWasRemovedIsUnavailable) {
+  FakeOps ops;  // jail_get by descriptor: ENOENT, before anything is attached
+  auto entered = EnterJail("www1", JailEntry(3, "www1", true), ops);
+  ASSERT_FALSE(entered.has_value());
+  EXPECT_EQ(entered.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(entered.error().message, "jail 'www1' (jid 3) no longer exists");
+  EXPECT_TRUE(ops.calls.empty());
+}
+
 TEST(CheckJailEntry, RefusesWhatCannotBeAJail) {
   FakeOps ops;
+  ops.descriptor_error = ErrorCode::kInvalidRequest;  // EBADF: not a jail descriptor at all
   EXPECT_EQ(CheckJailEntry(JailEntry(0, "www1"), ops).error().message, "the jail entry has jid 0");
   EXPECT_EQ(CheckJailEntry(JailEntry(3, ""), ops).error().message,
             "the jail entry of jid 3 has no usable name");
