@@ -152,7 +152,12 @@ Result<TargetHandlePtr> OpenJailTarget(const TargetSpec& spec, JailSystemPtr sys
                                                   std::to_string(jid) + ", which names '" + *name +
                                                   "'");
   }
-  auto descriptor = system->NewDescriptor(jid);
+  // After a run_as drop a new descriptor would carry the unprivileged credential and every root
+  // peer's jail_attach_jd would fail: hold none, and root attaches by jid (with the name
+  // check) as on FreeBSD 14. Descriptors made while root stay with the handles that hold them;
+  // making them after the drop needs a root opener (privilege separation, issue 18).
+  auto descriptor = system->RunsAsRoot() ? system->NewDescriptor(jid)
+                                         : Result<std::optional<UniqueFd>>(std::nullopt);
   if (!descriptor) {
     Error e = std::move(descriptor.error());
     e.message = "jail descriptor of " + DescribeJail(jid, *name) + ": " + e.message;

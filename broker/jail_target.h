@@ -50,14 +50,19 @@ class JailSystem {
   // The jid of the jail a descriptor refers to (jail_get(2) with JAIL_USE_DESC); kNotFound once
   // that jail has been removed (a descriptor never refers to another jail).
   [[nodiscard]] virtual Result<std::int32_t> DescriptorJid(BorrowedFd descriptor) const = 0;
+  // Whether the broker is root now (geteuid). The kernel judges jail_attach_jd by the
+  // credential of the descriptor's creator, so one made after a run_as drop lets no root peer
+  // attach (EPERM).
+  virtual bool RunsAsRoot() const = 0;
 };
 using JailSystemPtr = std::shared_ptr<const JailSystem>;
 
 // Resolves spec.file (a JailRef) to a live jail and holds it: by name, jail_getid then
 // jail_getname must agree; by jid, its current name is recorded. Where the kernel has jail
 // descriptors one is taken and held, so that the target stays pinned to that very jail; without
-// them, every grant re-checks that the jid still carries the recorded name. A missing jail is
-// kUnavailable ("no jail named 'www1'"), as a missing process is.
+// them, or when the broker no longer runs as root (a reload after run_as), every grant
+// re-checks that the jid still carries the recorded name. A missing jail is kUnavailable ("no
+// jail named 'www1'"), as a missing process is.
 [[nodiscard]] Result<TargetHandlePtr> OpenJailTarget(const TargetSpec& spec, JailSystemPtr system);
 
 }  // namespace nsbroker

@@ -117,6 +117,8 @@ class FreeBsdJails : public JailSystem {
     return MakeError(ErrorCode::kInternal, "jail descriptors need FreeBSD 15");
 #endif
   }
+
+  bool RunsAsRoot() const override { return geteuid() == 0; }
 };
 
 }  // namespace

@@ -28,6 +28,7 @@ class FakeJails : public JailSystem {
   void Create(std::int32_t jid, const std::string& name) { jails_[jid] = name; }
   // jail_get on a descriptor refused (its mode, after a run_as drop).
   void DenyDescriptorQueries() { deny_queries_ = true; }
+  void DropRoot() { root_ = false; }  // the broker's run_as
   void Remove(std::int32_t jid) { jails_.erase(jid); }
 
   Result<std::int32_t> FindId(const std::string& name) const override {
@@ -45,6 +46,7 @@ class FakeJails : public JailSystem {
   }
   Result<std::optional<UniqueFd>> NewDescriptor(std::int32_t jid) const override {
     ++calls_;
+    ++descriptors_made_;
     if (!descriptors_) return std::optional<UniqueFd>();
     if (!jails_.contains(jid)) return MakeError(ErrorCode::kNotFound, "jail not found");
     int ends[2];
@@ -68,16 +70,21 @@ class FakeJails : public JailSystem {
     return it->second.first;
   }
 
+  bool RunsAsRoot() const override { return root_; }
+
   static ino_t Inode(int fd) {
     struct stat st {};
     fstat(fd, &st);
     return st.st_ino;
   }
   int calls() const { return calls_; }
+  int descriptors_made() const { return descriptors_made_; }
 
  private:
   bool descriptors_;
   bool deny_queries_ = false;
+  bool root_ = true;
+  mutable int descriptors_made_ = 0;
   std::map<std::int32_t, std::string> jails_;
   mutable std::map<ino_t, std::pair<std::int32_t, std::string>> bound_;
   mutable int calls_ = 0;
@@ -208,6 +215,27 @@ TEST(JailTarget, ARefusedDescriptorQueryFallsBackToTheName) {
   auto reused = (*target)->OpenJail(true);
   ASSERT_FALSE(reused.has_value());
   EXPECT_EQ(reused.error().code, ErrorCode::kUnavailable);
+}
+
+TEST(JailTarget, AfterRunAsNoDescriptorIsMadeAndRootAttachesByJid) {
+  auto jails = std::make_shared<FakeJails>(true);
+  jails->Create(3, "www1");
+  auto held = OpenJailTarget(JailSpec("web", "www1"), jails);  // at start-up, as root
+  ASSERT_OK(held);
+  jails->DropRoot();
+  std::size_t before = CountOpenFds();
+  auto reloaded = OpenJailTarget(JailSpec("web", "www1"), jails);  // a reload after the drop
+  ASSERT_OK(reloaded);
+  EXPECT_EQ(jails->descriptors_made(), 1) << "none made by the unprivileged broker";
+  EXPECT_EQ(CountOpenFds(), before);
+  auto jail = (*reloaded)->OpenJail(true);
+  ASSERT_OK(jail);
+  EXPECT_EQ(jail->jid, 3);
+  EXPECT_FALSE(jail->descriptor.valid()) << "root's jail_attach_jd would fail with EPERM";
+  // The descriptor made while root is still handed out: the kernel judges it by its creator.
+  auto kept = (*held)->OpenJail(true);
+  ASSERT_OK(kept);
+  EXPECT_TRUE(kept->descriptor.valid());
 }
 
 TEST(JailTarget, AJailHasNoNamespaces) {
