@@ -1,15 +1,16 @@
-// FreeBSD side of the broker's socket queries: LOCAL_PEERCRED (unix(4)) and FIONWRITE.
-// Written to the FreeBSD 14 manual pages; not compiled on Linux.
+// FreeBSD side of the broker's socket queries: LOCAL_PEERCRED (unix(4)) and whether the peer
+// is still connected. Written to the FreeBSD 14/15 manual pages; compiled by
+// scripts/check-freebsd, never run.
 
-// <sys/types.h> first: <sys/ucred.h> and <sys/filio.h> rely on it.
+// <sys/types.h> first: <sys/ucred.h> relies on it.
 // clang-format off
 #include <sys/types.h>
-#include <sys/filio.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/ucred.h>
 #include <sys/un.h>
 // clang-format on
+
+#include <cerrno>
 
 #include "peer.h"
 
@@ -33,13 +34,16 @@ Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock) {
   return peer;
 }
 
-std::size_t QueuedBytes(BorrowedFd sock) {
-  // FIONWRITE: bytes in this socket's send queue (ioctl(2), sys/filio.h). A FreeBSD unix
-  // socket may append straight to the peer's receive buffer, in which case this is 0 and the
-  // per-uid budget of unread descriptors is not enforced (see docs/FREEBSD.md).
-  int queued = 0;
-  if (ioctl(sock.get(), FIONWRITE, &queued) != 0 || queued < 0) return 0;
-  return static_cast<std::size_t>(queued);
+SendQueue ProbeSendQueue(BorrowedFd sock) {
+  // unix(4) stream and seqpacket sockets send straight into the peer's receive buffer, whose
+  // fill we cannot see: FIONWRITE (our send buffer) is always 0. What we can see is the peer's
+  // close: it disconnects our socket too, and getpeername(2) then fails with ENOTCONN; the
+  // close disposed of every descriptor the peer had not read.
+  sockaddr_un addr{};
+  socklen_t len = sizeof addr;
+  bool closed =
+      getpeername(sock.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0 && errno == ENOTCONN;
+  return {.unread_bytes = std::nullopt, .peer_closed = closed};
 }
 
 }  // namespace nsbroker

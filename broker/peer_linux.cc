@@ -29,11 +29,12 @@ Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock) {
   return peer;
 }
 
-std::size_t QueuedBytes(BorrowedFd sock) {
-  // For AF_UNIX this is the sender's sk_wmem_alloc: our datagrams still in the peer's queue.
+SendQueue ProbeSendQueue(BorrowedFd sock) {
+  // For AF_UNIX this is the sender's sk_wmem_alloc: our datagrams still in the peer's queue,
+  // which the kernel purges when the peer closes.
   int queued = 0;
-  if (ioctl(sock.get(), SIOCOUTQ, &queued) != 0 || queued < 0) return 0;
-  return static_cast<std::size_t>(queued);
+  if (ioctl(sock.get(), SIOCOUTQ, &queued) != 0 || queued < 0) queued = 0;
+  return {.unread_bytes = static_cast<std::size_t>(queued), .peer_closed = false};
 }
 
 }  // namespace nsbroker
