@@ -25,6 +25,12 @@ bool TakeRightsFds(msghdr& msg, std::vector<UniqueFd>& fds) {
   return !foreign;
 }
 
+const SocketCalls& KernelSockets() {
+  static const SocketCalls kernel{
+      .send_msg = ::sendmsg, .recv_msg = ::recvmsg, .record_ends = KernelRecordEnds()};
+  return kernel;
+}
+
 Result<std::pair<UniqueFd, UniqueFd>> SeqpacketPair() {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -67,7 +73,7 @@ Result<void> SendDatagram(const SocketCalls& calls, BorrowedFd sock, std::string
   // MSG_EOR ends the record: without it FreeBSD 15 joins consecutive messages into one record
   // (Linux ignores it, every datagram being a record there).
   do {
-    n = calls.SendMsg(sock.get(), &msg, MSG_NOSIGNAL | MSG_EOR);
+    n = calls.send_msg(sock.get(), &msg, MSG_NOSIGNAL | MSG_EOR);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return SysError("sendmsg");
   if (static_cast<std::size_t>(n) != bytes.size()) {
@@ -95,7 +101,7 @@ void DiscardRestOfRecord(const SocketCalls& calls, BorrowedFd sock, std::vector<
     msg.msg_controllen = static_cast<decltype(msg.msg_controllen)>(control.size());
     ssize_t n;
     do {
-      n = calls.RecvMsg(sock.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+      n = calls.recv_msg(sock.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
     if (n < 0) return;
     std::vector<UniqueFd> dropped;
@@ -126,7 +132,7 @@ Result<Datagram> ReceiveDatagram(const SocketCalls& calls, BorrowedFd sock, std:
     msg.msg_control = control.data();
     msg.msg_controllen = static_cast<decltype(msg.msg_controllen)>(control.size());
     do {
-      n = calls.RecvMsg(sock.get(), &msg, MSG_CMSG_CLOEXEC);
+      n = calls.recv_msg(sock.get(), &msg, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
     return n < 0 ? std::size_t{0} : std::min(static_cast<std::size_t>(n), capacity);
   });
@@ -139,7 +145,7 @@ Result<Datagram> ReceiveDatagram(const SocketCalls& calls, BorrowedFd sock, std:
     return MakeError(ErrorCode::kInvalidRequest,
                      "message exceeds " + std::to_string(max_bytes) + " bytes");
   }
-  if (calls.record_ends() == RecordEnds::kMsgEor && !(msg.msg_flags & MSG_EOR)) {
+  if (calls.record_ends == RecordEnds::kMsgEor && !(msg.msg_flags & MSG_EOR)) {
     DiscardRestOfRecord(calls, sock, control);
     if (static_cast<std::size_t>(n) == max_bytes) {
       return MakeError(ErrorCode::kInvalidRequest,

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,15 +38,17 @@ struct Datagram {
 // receiver sees MSG_EOR in msg_flags, and what does not fit stays queued (never MSG_TRUNC).
 enum class RecordEnds { kDatagram, kMsgEor };
 
+// The rule of the running kernel (wire_<os>.cc).
+RecordEnds KernelRecordEnds();
+
 // The codec's two system calls and the record rule they follow [seam]: the kernel's
-// (KernelSockets(), in wire_<os>.cc), or in tests another kernel's rule simulated over a real
-// socket.
-class SocketCalls {
- public:
-  virtual ~SocketCalls() = default;
-  virtual ssize_t SendMsg(int fd, const msghdr* msg, int flags) const = 0;  // sendmsg(2)
-  virtual ssize_t RecvMsg(int fd, msghdr* msg, int flags) const = 0;        // recvmsg(2)
-  virtual RecordEnds record_ends() const = 0;
+// (KernelSockets()), or in tests another kernel's rule simulated over a real socket. Plain
+// callables, not virtual functions: UBSan's vptr check needs a descriptor of its own, which
+// the broker may not have when it receives at its descriptor limit.
+struct SocketCalls {
+  std::function<ssize_t(int fd, const msghdr* msg, int flags)> send_msg;  // sendmsg(2)
+  std::function<ssize_t(int fd, msghdr* msg, int flags)> recv_msg;        // recvmsg(2)
+  RecordEnds record_ends = RecordEnds::kDatagram;
 };
 const SocketCalls& KernelSockets();
 

@@ -235,9 +235,26 @@ TEST(Wire, GrantIndexesAreBoundsChecked) {
 // on there): bytes and SCM_RIGHTS flow as on a stream, so messages merge and nothing is
 // truncated, except that a record ends where its sender passed MSG_EOR, and a read stops there
 // and reports MSG_EOR in msg_flags. One direction: send on one end, receive on the other.
-class EorRecordKernel : public SocketCalls {
+class EorRecordKernel {
  public:
-  ssize_t SendMsg(int fd, const msghdr* msg, int flags) const override {
+  SocketCalls calls() {
+    return {
+        .send_msg = [this](int fd, const msghdr* msg, int flags) { return Send(fd, msg, flags); },
+        .recv_msg = [this](int fd, msghdr* msg, int flags) { return Receive(fd, msg, flags); },
+        .record_ends = RecordEnds::kMsgEor};
+  }
+
+  // One sendmsg of `bytes` with `flags`, as a client that is not ours might send it.
+  ssize_t SendRaw(int fd, std::string bytes, int flags) {
+    iovec iov{bytes.data(), bytes.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    return Send(fd, &msg, flags);
+  }
+
+ private:
+  ssize_t Send(int fd, const msghdr* msg, int flags) {
     ssize_t n = sendmsg(fd, msg, flags & ~MSG_EOR);
     if (n > 0) {
       sent_ += static_cast<std::size_t>(n);
@@ -245,7 +262,7 @@ class EorRecordKernel : public SocketCalls {
     }
     return n;
   }
-  ssize_t RecvMsg(int fd, msghdr* msg, int flags) const override {
+  ssize_t Receive(int fd, msghdr* msg, int flags) {
     iovec iov = msg->msg_iov[0];  // the codec reads into one buffer
     if (!ends_.empty()) iov.iov_len = std::min(iov.iov_len, ends_.front() - received_);
     msghdr clipped = *msg;
@@ -263,21 +280,10 @@ class EorRecordKernel : public SocketCalls {
     }
     return n;
   }
-  RecordEnds record_ends() const override { return RecordEnds::kMsgEor; }
 
-  // One sendmsg of `bytes` with `flags`, as a client that is not ours might send it.
-  ssize_t SendRaw(int fd, std::string bytes, int flags) const {
-    iovec iov{bytes.data(), bytes.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    return SendMsg(fd, &msg, flags);
-  }
-
- private:
-  mutable std::size_t sent_ = 0;
-  mutable std::size_t received_ = 0;
-  mutable std::deque<std::size_t> ends_;  // stream offsets where records end
+  std::size_t sent_ = 0;
+  std::size_t received_ = 0;
+  std::deque<std::size_t> ends_;  // stream offsets where records end
 };
 
 Result<std::pair<UniqueFd, UniqueFd>> StreamPair() {
@@ -287,7 +293,8 @@ Result<std::pair<UniqueFd, UniqueFd>> StreamPair() {
 }
 
 TEST(EorRecords, EachMessageIsARecordOfItsOwn) {
-  EorRecordKernel kernel;
+  EorRecordKernel freebsd;
+  SocketCalls kernel = freebsd.calls();
   auto pair = StreamPair();
   ASSERT_OK(pair);
   std::size_t before = CountOpenFds();
@@ -308,12 +315,13 @@ TEST(EorRecords, EachMessageIsARecordOfItsOwn) {
 }
 
 TEST(EorRecords, OversizedRecordIsRefusedAndItsTailNeverParsed) {
-  EorRecordKernel kernel;
+  EorRecordKernel freebsd;
+  SocketCalls kernel = freebsd.calls();
   auto pair = StreamPair();
   ASSERT_OK(pair);
   // 70 KiB in one record: no MSG_TRUNC ever comes, the read simply stops at 64 KiB.
   std::string big(70 * 1024, 'x');
-  ASSERT_EQ(kernel.SendRaw(pair->first.get(), big, MSG_EOR), static_cast<ssize_t>(big.size()));
+  ASSERT_EQ(freebsd.SendRaw(pair->first.get(), big, MSG_EOR), static_cast<ssize_t>(big.size()));
   ASSERT_OK(SendDatagram(kernel, pair->first, "next"));
   auto got = ReceiveDatagram(kernel, pair->second, 0);
   ASSERT_FALSE(got);
@@ -325,10 +333,11 @@ TEST(EorRecords, OversizedRecordIsRefusedAndItsTailNeverParsed) {
 }
 
 TEST(EorRecords, RecordWithoutEndIsRefused) {
-  EorRecordKernel kernel;
+  EorRecordKernel freebsd;
+  SocketCalls kernel = freebsd.calls();
   auto pair = StreamPair();
   ASSERT_OK(pair);
-  ASSERT_EQ(kernel.SendRaw(pair->first.get(), "no end", 0), 6);
+  ASSERT_EQ(freebsd.SendRaw(pair->first.get(), "no end", 0), 6);
   auto got = ReceiveDatagram(kernel, pair->second, 0);
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().code, ErrorCode::kInvalidRequest);
