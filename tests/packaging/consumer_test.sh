@@ -21,12 +21,12 @@ export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 # shellcheck disable=SC2046  # pkg-config's words are meant to split
 g++ -std=c++23 -o "$tmp/with-pkg-config" "$src/tests/packaging/consumer/main.cc" \
   $(pkg-config --cflags --libs nsjoin) -Wl,-rpath,"$prefix/lib"
-out=$("$tmp/with-pkg-config" "$tmp/broker.sock")
+out=$("$tmp/with-pkg-config" "$tmp/broker.sock" self)
 [[ $out =~ ^self:\ [1-9][0-9]*\ entries$ ]] || fail "pkg-config consumer: $out"
 
 cmake -S "$src/tests/packaging/consumer" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
   >/dev/null
 cmake --build "$tmp/consumer" >/dev/null
-out=$("$tmp/consumer/consumer" "$tmp/broker.sock")
+out=$("$tmp/consumer/consumer" "$tmp/broker.sock" self)
 [[ $out =~ ^self:\ [1-9][0-9]*\ entries$ ]] || fail "find_package consumer: $out"
 echo "consumer: OK ($out)"
