@@ -6,6 +6,8 @@
 
 #include <ctime>
 
+#include "systemd.h"
+
 namespace nsbroker {
 namespace {
 
@@ -45,6 +47,12 @@ void WriteAll(int fd, std::string_view text) {
     if (n <= 0) return;
     text.remove_prefix(static_cast<std::size_t>(n));
   }
+}
+
+// "<N>" where journald reads stderr, so that it files the line at that priority.
+std::string JournalPrefix(LogPriority priority) {
+  if (!StderrIsJournal()) return "";
+  return "<" + std::to_string(static_cast<int>(priority)) + ">";
 }
 
 }  // namespace
@@ -90,11 +98,12 @@ void AuditLog::Write(const AuditRecord& record) {
   }
   // One write(2) per line, so that concurrent writers to an O_APPEND file never interleave.
   line += '\n';
+  if (!file_.valid()) line.insert(0, JournalPrefix(LogPriority::kNotice));  // as syslog's
   WriteAll(file_.valid() ? file_.get() : STDERR_FILENO, line);
 }
 
-void LogLine(std::string_view message) {
-  std::string line = "nsbrokerd: ";
+void LogLine(std::string_view message, LogPriority priority) {
+  std::string line = JournalPrefix(priority) + "nsbrokerd: ";
   line += message;
   line += '\n';
   WriteAll(STDERR_FILENO, line);

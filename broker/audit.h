@@ -46,7 +46,11 @@ class AuditLog {
   bool syslog_ = false;
 };
 
-// One operational line on stderr: "nsbrokerd: MESSAGE".
-void LogLine(std::string_view message);
+// syslog(3) priorities, for the "<N>" prefix journald reads (sd-daemon(3)).
+enum class LogPriority { kError = 3, kWarning = 4, kNotice = 5, kInfo = 6 };
+
+// One operational line on stderr: "nsbrokerd: MESSAGE", as "<N>nsbrokerd: MESSAGE" when
+// journald reads stderr ($JOURNAL_STREAM).
+void LogLine(std::string_view message, LogPriority priority = LogPriority::kInfo);
 
 }  // namespace nsbroker

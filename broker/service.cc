@@ -14,12 +14,11 @@
 #include "loop.h"
 #include "privileges.h"
 #include "server.h"
+#include "systemd.h"
 #include "uwsgi_compat.h"
 
 namespace nsbroker {
 namespace {
-
-constexpr int kListenFdsStart = 3;  // SD_LISTEN_FDS_START
 
 Result<sockaddr_un> UnixAddress(const std::string& path) {
   sockaddr_un addr{};
@@ -37,6 +36,18 @@ struct BoundSocket {
   dev_t dev = 0;
   ino_t ino = 0;
 };
+
+// STATUS= for the service manager: what is served, and the counters so far.
+std::string StatusText(const Server& server) {
+  const Stats& stats = server.stats();
+  std::size_t available = 0;
+  for (const CatalogEntry& entry : server.catalog().entries()) available += entry.gone.empty();
+  return std::to_string(server.catalog().entries().size()) + " targets (" +
+         std::to_string(available) + " available); " + std::to_string(stats.grants) +
+         " grants, " + std::to_string(stats.denials) + " denials, " +
+         std::to_string(stats.errors) + " errors, " + std::to_string(stats.active_connections) +
+         " connections";
+}
 
 void UnlinkIfOurs(const BoundSocket& bound) {
   struct stat st;
@@ -103,56 +114,6 @@ Result<UniqueFd> BindSocket(const Config& config) {
   return ListenUnixSocket(*addr, SOCK_SEQPACKET, config, "broker");
 }
 
-Result<std::optional<UniqueFd>> InheritedSocket() {
-  const char* pid = getenv("LISTEN_PID");
-  const char* fds = getenv("LISTEN_FDS");
-  if (pid == nullptr || fds == nullptr || std::to_string(getpid()) != pid) {
-    return std::optional<UniqueFd>();
-  }
-  int count = atoi(fds);
-  // Children (none today) must not think the sockets are theirs.
-  unsetenv("LISTEN_PID");
-  unsetenv("LISTEN_FDS");
-  unsetenv("LISTEN_FDNAMES");
-  if (count < 1) return std::optional<UniqueFd>();
-  UniqueFd fd(kListenFdsStart);
-  for (int extra = kListenFdsStart + 1; extra < kListenFdsStart + count; ++extra) close(extra);
-  int type = 0, listening = 0;
-  socklen_t len = sizeof type;
-  if (getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
-    return SysError("LISTEN_FDS: descriptor 3");
-  }
-  len = sizeof listening;
-  getsockopt(fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
-  if (type != SOCK_SEQPACKET || !listening) {
-    return MakeError(ErrorCode::kInvalidRequest,
-                     "LISTEN_FDS: descriptor 3 is not a listening SOCK_SEQPACKET socket");
-  }
-  if (fcntl(fd.get(), F_SETFD, FD_CLOEXEC) != 0 ||
-      fcntl(fd.get(), F_SETFL, fcntl(fd.get(), F_GETFL) | O_NONBLOCK) != 0) {
-    return SysError("LISTEN_FDS: fcntl");
-  }
-  return std::optional<UniqueFd>(std::move(fd));
-}
-
-void Notify(const std::string& state) {
-  const char* where = getenv("NOTIFY_SOCKET");
-  if (where == nullptr || where[0] == '\0') return;
-  std::string path = where;
-  if (path[0] != '/' && path[0] != '@') return;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return;
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
-  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
-  UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid() || sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL,
-                            reinterpret_cast<const sockaddr*>(&addr), len) < 0) {
-    LogLine("NOTIFY_SOCKET " + path + ": " + std::strerror(errno));
-  }
-}
-
 int RunService(const ServiceOptions& options) {
   // Peers that hang up must cost us an EPIPE, never the process; sends use MSG_NOSIGNAL too.
   signal(SIGPIPE, SIG_IGN);
@@ -170,11 +131,10 @@ int RunService(const ServiceOptions& options) {
   Event sigterm(loop->base(), SIGTERM, EV_SIGNAL | EV_PERSIST, stop);
   Event sigint(loop->base(), SIGINT, EV_SIGNAL | EV_PERSIST, stop);
   // Reload: build the new catalog completely, then swap; any failure keeps the old one.
-  Event sighup(loop->base(), SIGHUP, EV_SIGNAL | EV_PERSIST, [&](short) {
-    if (serving == nullptr) return;
-    Server& server = *serving;
+  auto reload = [&](Server& server) {
     auto next = LoadServiceConfig(options);
-    if (!next) return LogLine("reload failed, keeping the old config: " + next.error().message);
+    if (!next) return LogLine("reload failed, keeping the old config: " + next.error().message,
+                   LogPriority::kWarning);
     if (next->socket != server.catalog().config().socket) {
       LogLine("reload: the socket path changes only on restart");
     }
@@ -185,18 +145,26 @@ int RunService(const ServiceOptions& options) {
     if (next->audit_log != server.catalog().config().audit_log) {
       auto opened = AuditLog::Open(next->audit_log);
       if (!opened) {
-        return LogLine("reload failed, keeping the old config: " + opened.error().message);
+        return LogLine("reload failed, keeping the old config: " + opened.error().message,
+                       LogPriority::kWarning);
       }
       next_audit = std::move(*opened);
     }
     auto next_catalog = Catalog::Open(std::move(*next));
     if (!next_catalog) {
-      return LogLine("reload failed, keeping the old config: " + next_catalog.error().message);
+      return LogLine("reload failed, keeping the old config: " + next_catalog.error().message,
+                     LogPriority::kWarning);
     }
     std::size_t n = (*next_catalog)->entries().size();
     server.Swap(std::move(*next_catalog), std::move(next_audit));
     LogLine("reloaded " + server.catalog().config().file + ": " + std::to_string(n) + " targets");
-    Notify("READY=1");
+  };
+  // systemd's reload protocol: RELOADING=1 first, READY=1 once done, whatever the outcome.
+  Event sighup(loop->base(), SIGHUP, EV_SIGNAL | EV_PERSIST, [&](short) {
+    if (serving == nullptr) return;
+    NotifyReloading();
+    reload(*serving);
+    NotifyReady(StatusText(*serving));
   });
   sigterm.Add();
   sigint.Add();
@@ -220,15 +188,15 @@ int RunService(const ServiceOptions& options) {
     LogLine(catalog.error().message);
     return 1;
   }
-  auto inherited = InheritedSocket();
-  if (!inherited) {
-    LogLine(inherited.error().message);
+  auto passed = TakePassedSockets();
+  if (!passed) {
+    LogLine(passed.error().message);
     return 1;
   }
   BoundSocket bound;
   UniqueFd listen_fd;
-  if (*inherited) {
-    listen_fd = std::move(**inherited);
+  if (passed->native.valid()) {
+    listen_fd = std::move(passed->native);
   } else {
     auto fd = BindSocket((*catalog)->config());
     if (!fd) {
@@ -242,7 +210,13 @@ int RunService(const ServiceOptions& options) {
   // uWSGI setns-socket compatibility (uwsgi_compat.h), bound while we still may.
   BoundSocket uwsgi_bound;
   UniqueFd uwsgi_fd;
-  if (const Config& c = (*catalog)->config(); !c.uwsgi_socket.empty()) {
+  if (const Config& c = (*catalog)->config(); passed->uwsgi.valid()) {
+    if (c.uwsgi_target.empty()) {
+      LogLine("systemd passed a uwsgi socket, but " + c.file + " names no uwsgi_target");
+      return 1;
+    }
+    uwsgi_fd = std::move(passed->uwsgi);
+  } else if (!c.uwsgi_socket.empty()) {
     auto fd = BindUwsgiSocket(c);
     if (!fd) {
       LogLine(fd.error().message);
@@ -273,18 +247,20 @@ int RunService(const ServiceOptions& options) {
     if (uwsgi_fd.valid()) {
       uwsgi = std::make_unique<UwsgiListener>(server, std::move(uwsgi_fd));
       LogLine("serving target '" + server.catalog().config().uwsgi_target +
-              "' to uWSGI (setns-socket format) on " + uwsgi_bound.path);
+              "' to uWSGI (setns-socket format) on " +
+              (uwsgi_bound.path.empty() ? std::string("the socket systemd passed")
+                                        : uwsgi_bound.path));
     }
     serving = &server;
     LogLine("serving " + std::to_string(targets) + " targets on " +
             (bound.path.empty() ? std::string("the socket systemd passed") : bound.path));
-    Notify("READY=1");
+    NotifyReady(StatusText(server));
     if (auto ran = loop->Run(); !ran) {
       LogLine(ran.error().message);
       status = 1;
     }
     serving = nullptr;
-    Notify("STOPPING=1");
+    NotifyStopping();
   }
   UnlinkIfOurs(bound);
   UnlinkIfOurs(uwsgi_bound);

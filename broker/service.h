@@ -38,12 +38,6 @@ struct ServiceOptions {
 // replaced; a live one (another broker) or anything that is not a socket is an error.
 [[nodiscard]] Result<UniqueFd> BindSocket(const Config& config);
 
-// The listening socket systemd passed (LISTEN_PID/LISTEN_FDS), if any; must be SOCK_SEQPACKET.
-[[nodiscard]] Result<std::optional<UniqueFd>> InheritedSocket();
-
-// Sends `state` (e.g. "READY=1") to $NOTIFY_SOCKET when it is set (sd_notify(3) protocol).
-void Notify(const std::string& state);
-
 // Loads, opens, binds, drops privileges, serves until SIGTERM/SIGINT; returns the exit status.
 int RunService(const ServiceOptions& options);
 
