@@ -6,6 +6,7 @@
 
 #include <ctime>
 
+#include "audit_json.h"
 #include "systemd.h"
 
 namespace nsbroker {
@@ -75,9 +76,10 @@ std::string FormatAuditLine(const AuditRecord& r, std::chrono::system_clock::tim
   return line;
 }
 
-Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec) {
+Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec, AuditFormat format) {
   std::unique_ptr<AuditLog> log(new AuditLog());
   log->spec_ = spec;
+  log->format_ = format;
   if (spec == "syslog") {
     openlog("nsbrokerd", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
     log->syslog_ = true;
@@ -91,7 +93,9 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec) {
 AuditLog::~AuditLog() = default;
 
 void AuditLog::Write(const AuditRecord& record) {
-  std::string line = FormatAuditLine(record, std::chrono::system_clock::now());
+  auto now = std::chrono::system_clock::now();
+  std::string line = format_ == AuditFormat::kJson ? FormatAuditJson(record, now)
+                                                   : FormatAuditLine(record, now);
   if (syslog_) {
     syslog(LOG_AUTHPRIV | LOG_NOTICE, "%s", line.c_str());
     return;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config.h"
 #include "nsbroker/error.h"
@@ -25,6 +26,15 @@ struct AuditRecord {
   uid_t peer_uid = 0;
   gid_t peer_gid = 0;
   std::string reason;
+  // Carried by the JSON format only (audit_json.h).
+  std::vector<gid_t> peer_groups;  // supplementary
+  pid_t target_pid = 0;            // the process a granted target resolved to; 0 for none
+  struct Namespace {
+    NsKind kind{};
+    std::uint64_t ns_id = 0;  // NS_GET_ID, 0 where the kernel has none
+    std::uint64_t inode = 0;
+  };
+  std::vector<Namespace> namespaces;  // what a grant handed out
 };
 
 // nsbroker-audit time=RFC3339 decision=grant|deny target=NAME kinds=net,uts peer_pid=N
@@ -34,14 +44,17 @@ std::string FormatAuditLine(const AuditRecord& record, std::chrono::system_clock
 
 class AuditLog {
  public:
-  // "-" = stderr, "syslog" = syslog(3) LOG_AUTHPRIV, else a file opened O_APPEND.
-  [[nodiscard]] static Result<std::unique_ptr<AuditLog>> Open(const std::string& spec);
+  // "-" = stderr, "syslog" = syslog(3) LOG_AUTHPRIV, else a file opened O_APPEND; each
+  // record as a text line (FormatAuditLine) or a JSON object (FormatAuditJson).
+  [[nodiscard]] static Result<std::unique_ptr<AuditLog>> Open(
+      const std::string& spec, AuditFormat format = AuditFormat::kText);
   ~AuditLog();
   void Write(const AuditRecord& record);
 
  private:
   AuditLog() = default;
   std::string spec_;
+  AuditFormat format_ = AuditFormat::kText;
   UniqueFd file_;  // the audit file; invalid for stderr and syslog
   bool syslog_ = false;
 };

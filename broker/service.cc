@@ -142,8 +142,9 @@ int RunService(const ServiceOptions& options) {
       LogLine("reload: uwsgi_socket changes only on restart");
     }
     std::unique_ptr<AuditLog> next_audit;
-    if (next->audit_log != server.catalog().config().audit_log) {
-      auto opened = AuditLog::Open(next->audit_log);
+    if (next->audit_log != server.catalog().config().audit_log ||
+        next->audit_format != server.catalog().config().audit_format) {
+      auto opened = AuditLog::Open(next->audit_log, next->audit_format);
       if (!opened) {
         return LogLine("reload failed, keeping the old config: " + opened.error().message,
                        LogPriority::kWarning);
@@ -175,7 +176,7 @@ int RunService(const ServiceOptions& options) {
     LogLine(config.error().message);
     return 1;
   }
-  auto audit = AuditLog::Open(config->audit_log);
+  auto audit = AuditLog::Open(config->audit_log, config->audit_format);
   if (!audit) {
     LogLine(config->file + ": " + audit.error().message);
     return 1;
