@@ -186,4 +186,26 @@ Result<std::vector<TargetInfo>> Client::List() {
   return out;
 }
 
+Result<BrokerStatus> Client::Status() {
+  v1::Request request = NewRequest();
+  request.mutable_status();
+  auto answer = RoundTrip(sock_, request, 0);
+  if (!answer) return std::unexpected(std::move(answer.error()));
+  const v1::Response& response = answer->first;
+  if (!response.has_status()) {
+    return MakeError(ErrorCode::kInternal, "the broker answered a status request with no status");
+  }
+  const v1::Status& wire = response.status();
+  BrokerStatus out{.uptime_ms = wire.uptime_ms(),
+                   .grants = wire.grants(),
+                   .denials = wire.denials(),
+                   .errors = wire.errors(),
+                   .connections = wire.connections(),
+                   .active_connections = wire.active_connections()};
+  for (const auto& t : wire.targets()) {
+    out.targets.push_back({.name = t.name(), .available = t.available(), .reason = t.reason()});
+  }
+  return out;
+}
+
 }  // namespace nsbroker
