@@ -19,9 +19,9 @@ for f in usr/sbin/nsbrokerd usr/bin/nsjoin usr/bin/jailme usr/lib/libnsjoin.so.0
   [ -e "$root/$f" ] || fail "not installed: /$f"
 done
 expect_eq "$(stat -c '%a %U' "$root/usr/bin/jailme")" "4755 root" "jailme's mode"
-for page in usr/share/man/man8/nsbrokerd.8 usr/share/man/man1/nsjoin.1 \
-            usr/share/man/man1/jailme.1; do
-  th=$(grep -m1 '^\.TH' "$root/$page")
+for page in usr/share/man/man8/nsbrokerd.8.gz usr/share/man/man1/nsjoin.1.gz \
+            usr/share/man/man1/jailme.1.gz; do
+  th=$(zcat "$root/$page" | grep -m1 '^\.TH')
   [[ $th == *"\"nsbroker $version\""* ]] || fail "$page: $th (want nsbroker $version)"
 done
 
