@@ -7,6 +7,9 @@
 
 #include <ctime>
 
+#include "audit_json.h"
+#include "systemd.h"
+
 namespace nsbroker {
 namespace {
 
@@ -49,6 +52,12 @@ void WriteAll(int fd, std::string_view text) {
   }
 }
 
+// "<N>" where journald reads stderr, so that it files the line at that priority.
+std::string JournalPrefix(LogPriority priority) {
+  if (!StderrIsJournal()) return "";
+  return "<" + std::to_string(static_cast<int>(priority)) + ">";
+}
+
 }  // namespace
 
 std::string FormatAuditLine(const AuditRecord& r, std::chrono::system_clock::time_point now) {
@@ -69,9 +78,10 @@ std::string FormatAuditLine(const AuditRecord& r, std::chrono::system_clock::tim
   return line;
 }
 
-Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec) {
+Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec, AuditFormat format) {
   std::unique_ptr<AuditLog> log(new AuditLog());
   log->spec_ = spec;
+  log->format_ = format;
   if (spec == "syslog") {
     openlog("nsbrokerd", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
     log->syslog_ = true;
@@ -93,18 +103,21 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec) {
 AuditLog::~AuditLog() = default;
 
 void AuditLog::Write(const AuditRecord& record) {
-  std::string line = FormatAuditLine(record, std::chrono::system_clock::now());
+  auto now = std::chrono::system_clock::now();
+  std::string line = format_ == AuditFormat::kJson ? FormatAuditJson(record, now)
+                                                   : FormatAuditLine(record, now);
   if (syslog_) {
     syslog(LOG_AUTHPRIV | LOG_NOTICE, "%s", line.c_str());
     return;
   }
   // One write(2) per line, so that concurrent writers to an O_APPEND file never interleave.
   line += '\n';
+  if (!file_.valid()) line.insert(0, JournalPrefix(LogPriority::kNotice));  // as syslog's
   WriteAll(file_.valid() ? file_.get() : STDERR_FILENO, line);
 }
 
-void LogLine(std::string_view message) {
-  std::string line = "nsbrokerd: ";
+void LogLine(std::string_view message, LogPriority priority) {
+  std::string line = JournalPrefix(priority) + "nsbrokerd: ";
   line += message;
   line += '\n';
   WriteAll(STDERR_FILENO, line);

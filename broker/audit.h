@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config.h"
 #include "nsbroker/error.h"
@@ -26,6 +27,15 @@ struct AuditRecord {
   uid_t peer_uid = 0;
   gid_t peer_gid = 0;
   std::string reason;
+  // Carried by the JSON format only (audit_json.h).
+  std::vector<gid_t> peer_groups;  // supplementary
+  pid_t target_pid = 0;            // the process a granted target resolved to; 0 for none
+  struct Namespace {
+    NsKind kind{};
+    std::uint64_t ns_id = 0;  // NS_GET_ID, 0 where the kernel has none
+    std::uint64_t inode = 0;
+  };
+  std::vector<Namespace> namespaces;  // what a grant handed out
 };
 
 // nsbroker-audit time=RFC3339 decision=grant|deny|refuse target=NAME kinds=net,uts peer_pid=N
@@ -38,19 +48,26 @@ std::string FormatAuditLine(const AuditRecord& record, std::chrono::system_clock
 class AuditLog {
  public:
   // "-" = stderr, "syslog" = syslog(3) LOG_AUTHPRIV, else a file opened O_APPEND, which
-  // must be a regular file: O_NOFOLLOW (no link a user planted), O_NOCTTY, O_NONBLOCK.
-  [[nodiscard]] static Result<std::unique_ptr<AuditLog>> Open(const std::string& spec);
+  // must be a regular file: O_NOFOLLOW (no link a user planted), O_NOCTTY, O_NONBLOCK. Each
+  // record as a text line (FormatAuditLine) or a JSON object (FormatAuditJson).
+  [[nodiscard]] static Result<std::unique_ptr<AuditLog>> Open(
+      const std::string& spec, AuditFormat format = AuditFormat::kText);
   ~AuditLog();
   void Write(const AuditRecord& record);
 
  private:
   AuditLog() = default;
   std::string spec_;
+  AuditFormat format_ = AuditFormat::kText;
   UniqueFd file_;  // the audit file; invalid for stderr and syslog
   bool syslog_ = false;
 };
 
-// One operational line on stderr: "nsbrokerd: MESSAGE".
-void LogLine(std::string_view message);
+// syslog(3) priorities, for the "<N>" prefix journald reads (sd-daemon(3)).
+enum class LogPriority { kError = 3, kWarning = 4, kNotice = 5, kInfo = 6 };
+
+// One operational line on stderr: "nsbrokerd: MESSAGE", as "<N>nsbrokerd: MESSAGE" when
+// journald reads stderr ($JOURNAL_STREAM).
+void LogLine(std::string_view message, LogPriority priority = LogPriority::kInfo);
 
 }  // namespace nsbroker

@@ -378,6 +378,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
     }
     config.audit_log = a;
   }
+  if (proto.audit_format() == v1::BrokerConfig::JSON) config.audit_format = AuditFormat::kJson;
   if (proto.max_connections() > 0) config.max_connections = proto.max_connections();
   if (proto.max_connections_per_uid() > 0) {
     config.max_connections_per_uid = proto.max_connections_per_uid();

@@ -60,6 +60,8 @@ struct TargetSpec {
   Location location;  // of the target block, for errors found when it is opened
 };
 
+enum class AuditFormat { kText, kJson };
+
 struct RunAs {
   std::string name;
   uid_t uid = 0;
@@ -74,6 +76,7 @@ struct Config {
   std::optional<gid_t> socket_group;
   std::optional<RunAs> run_as;
   std::string audit_log = "-";
+  AuditFormat audit_format = AuditFormat::kText;
   std::uint32_t max_connections = 1024;
   std::uint32_t max_connections_per_uid = 64;
   std::uint32_t idle_timeout_ms = 10000;

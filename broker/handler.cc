@@ -20,7 +20,8 @@ AuditRecord Record(bool granted, std::string_view target, KindSet kinds, const P
           .peer_pid = peer.pid,
           .peer_uid = peer.uid,
           .peer_gid = peer.gid,
-          .reason = std::move(reason)};
+          .reason = std::move(reason),
+          .peer_groups = peer.groups};
 }
 
 Outcome Deny(const Error& error, std::string_view target, KindSet kinds, const PeerIdentity& peer,
@@ -214,6 +215,11 @@ Outcome HandleJoin(const Catalog& catalog, const PeerIdentity& peer, std::string
     out.fds.push_back(std::move(e.fd));
   }
   out.audit = Record(true, target, decision.kinds, peer, decision.reason);
+  out.audit->target_pid = entry->handle->pid();
+  for (const auto& e : grant->entries()) {
+    out.audit->namespaces.push_back(
+        {static_cast<NsKind>(e.kind()), e.ns_id(), e.inode()});
+  }
   out.tally = Outcome::Tally::kGrant;
   return out;
 }

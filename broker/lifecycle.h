@@ -3,7 +3,7 @@
 // catalog's targets a batch per loop turn. Never blocks the loop on a target.
 //
 //   nsbroker::Lifecycle lifecycle(base);
-//   lifecycle.Watch(*catalog, [] { Notify("READY=1"); });  // after a swap
+//   lifecycle.Watch(*catalog, [] { NotifyReady("reloaded"); });  // after a swap
 #pragma once
 
 #include <event2/event.h>

@@ -4,7 +4,7 @@
 //
 //   nsbroker::Server server(loop.base(), std::move(catalog), std::move(audit));
 //   server.AddListener(std::move(listen_fd));     // native protocol, SOCK_SEQPACKET
-//   server.Swap(std::move(next), nullptr, [] { Notify("READY=1"); });  // reload
+//   server.Swap(std::move(next), nullptr, [] { NotifyReady("reloaded"); });  // reload
 #pragma once
 
 #include <sys/types.h>

@@ -15,6 +15,7 @@
 #include "loop.h"
 #include "privileges.h"
 #include "server.h"
+#include "systemd.h"
 #include "trusted_file.h"
 #include "uwsgi_compat.h"
 
@@ -95,56 +96,6 @@ Result<UniqueFd> BindSocket(const Config& config) {
   return ListenUnixSocket(*addr, SOCK_SEQPACKET, config, "broker");
 }
 
-Result<std::optional<UniqueFd>> InheritedSocket() {
-  const char* pid = getenv("LISTEN_PID");
-  const char* fds = getenv("LISTEN_FDS");
-  if (pid == nullptr || fds == nullptr || std::to_string(getpid()) != pid) {
-    return std::optional<UniqueFd>();
-  }
-  int count = atoi(fds);
-  // Children (none today) must not think the sockets are theirs.
-  unsetenv("LISTEN_PID");
-  unsetenv("LISTEN_FDS");
-  unsetenv("LISTEN_FDNAMES");
-  if (count < 1) return std::optional<UniqueFd>();
-  UniqueFd fd(kListenFdsStart);
-  for (int extra = kListenFdsStart + 1; extra < kListenFdsStart + count; ++extra) close(extra);
-  int type = 0, listening = 0;
-  socklen_t len = sizeof type;
-  if (getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
-    return SysError("LISTEN_FDS: descriptor 3");
-  }
-  len = sizeof listening;
-  getsockopt(fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
-  if (type != SOCK_SEQPACKET || !listening) {
-    return MakeError(ErrorCode::kInvalidRequest,
-                     "LISTEN_FDS: descriptor 3 is not a listening SOCK_SEQPACKET socket");
-  }
-  if (fcntl(fd.get(), F_SETFD, FD_CLOEXEC) != 0 ||
-      fcntl(fd.get(), F_SETFL, fcntl(fd.get(), F_GETFL) | O_NONBLOCK) != 0) {
-    return SysError("LISTEN_FDS: fcntl");
-  }
-  return std::optional<UniqueFd>(std::move(fd));
-}
-
-void Notify(const std::string& state) {
-  const char* where = getenv("NOTIFY_SOCKET");
-  if (where == nullptr || where[0] == '\0') return;
-  std::string path = where;
-  if (path[0] != '/' && path[0] != '@') return;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return;
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
-  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
-  UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid() || sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL,
-                            reinterpret_cast<const sockaddr*>(&addr), len) < 0) {
-    LogLine("NOTIFY_SOCKET " + path + ": " + std::strerror(errno));
-  }
-}
-
 ScopedSocketFile::ScopedSocketFile(const std::string& path) {
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) return;
@@ -189,6 +140,17 @@ Result<void> FitsBudget(const Config& config) {
     cost += Catalog::Cost(spec, config.run_as.has_value());
   }
   return ledger.Fit(config, cost);
+}
+
+// STATUS= for the service manager: what is served, and the counters so far.
+std::string StatusText(const Server& server) {
+  const Stats& stats = server.stats();
+  const Catalog& catalog = server.catalog();
+  std::size_t targets = catalog.entries().size();
+  return std::to_string(targets) + " targets (" + std::to_string(targets - catalog.unavailable()) +
+         " available); " + std::to_string(stats.grants) + " grants, " +
+         std::to_string(stats.denials) + " denials, " + std::to_string(stats.errors) +
+         " errors, " + std::to_string(stats.active_connections) + " connections";
 }
 
 std::vector<std::string> Warnings(const Catalog& catalog) {
@@ -243,7 +205,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
   auto config = LoadServiceConfig(options);
   if (!config) return std::unexpected(std::move(config.error()));
   if (auto fits = FitsBudget(*config); !fits) return std::unexpected(std::move(fits.error()));
-  auto audit = AuditLog::Open(config->audit_log);
+  auto audit = AuditLog::Open(config->audit_log, config->audit_format);
   if (!audit) return MakeError(audit.error().code, config->file + ": " + audit.error().message);
   std::optional<RunAs> run_as = config->run_as;
   // Targets are opened while we still have the privileges to reach them; one that cannot be
@@ -252,11 +214,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
   if (!catalog) return std::unexpected(std::move(catalog.error()));
   for (const std::string& warning : Warnings(**catalog)) LogLine(warning);
   const Config& c = (*catalog)->config();
-  auto inherited = InheritedSocket();
-  if (!inherited) return std::unexpected(std::move(inherited.error()));
+  // Socket activation (systemd.h): the sockets systemd passed, told apart by name.
+  auto passed = TakePassedSockets();
+  if (!passed) return std::unexpected(std::move(passed.error()));
   UniqueFd listen_fd;
-  if (*inherited) {
-    listen_fd = std::move(**inherited);
+  if (passed->native.valid()) {
+    listen_fd = std::move(passed->native);
     d->serving_on_ = "the socket systemd passed";
   } else {
     auto fd = BindSocket(c);
@@ -267,7 +230,13 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
   }
   // uWSGI setns-socket compatibility (uwsgi_compat.h), bound while we still may.
   UniqueFd uwsgi_fd;
-  if (!c.uwsgi_socket.empty()) {
+  if (passed->uwsgi.valid()) {
+    if (c.uwsgi_target.empty()) {
+      return MakeError(ErrorCode::kInvalidRequest,
+                       "systemd passed a uwsgi socket, but " + c.file + " names no uwsgi_target");
+    }
+    uwsgi_fd = std::move(passed->uwsgi);
+  } else if (!c.uwsgi_socket.empty()) {
     auto fd = BindUwsgiSocket(c);
     if (!fd) return std::unexpected(std::move(fd.error()));
     uwsgi_fd = std::move(*fd);
@@ -285,7 +254,9 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
     d->server_->ChargeListener();
     d->uwsgi_ = std::make_unique<UwsgiListener>(*d->server_, std::move(uwsgi_fd));
     LogLine("serving target '" + d->server_->catalog().config().uwsgi_target +
-            "' to uWSGI (setns-socket format) on " + d->uwsgi_file_.path());
+            "' to uWSGI (setns-socket format) on " +
+            (d->uwsgi_file_.path().empty() ? std::string("the socket systemd passed")
+                                           : d->uwsgi_file_.path()));
   }
   return d;
 }
@@ -295,9 +266,9 @@ Result<void> Daemon::Run() {
   LogLine("serving " + std::to_string(catalog.entries().size()) + " targets (" +
           std::to_string(catalog.unavailable()) + " unavailable) on " + serving_on_ +
           "; descriptor budget " + std::to_string(server_->ledger().budget()));
-  Notify("READY=1");
+  NotifyReady(StatusText(*server_));
   auto ran = loop_.Run();
-  Notify("STOPPING=1");
+  NotifyStopping();
   uwsgi_.reset();
   server_.reset();
   LogLine("stopped");
@@ -305,10 +276,11 @@ Result<void> Daemon::Run() {
 }
 
 void Daemon::Reload() {
-  Notify("RELOADING=1");
+  // systemd's reload protocol: RELOADING=1 first, READY=1 once done, whatever the outcome.
+  NotifyReloading();
   auto failed = [](const std::string& why) {
-    LogLine("reload failed, keeping the old config: " + why);
-    Notify("READY=1\nSTATUS=reload failed: " + why);
+    LogLine("reload failed, keeping the old config: " + why, LogPriority::kWarning);
+    NotifyReady("reload failed: " + why);
   };
   const Config& current = server_->catalog().config();
   auto next = LoadServiceConfig(options_);
@@ -319,8 +291,8 @@ void Daemon::Reload() {
     LogLine("reload: uwsgi_socket changes only on restart");
   }
   std::unique_ptr<AuditLog> next_audit;
-  if (next->audit_log != current.audit_log) {
-    auto opened = AuditLog::Open(next->audit_log);
+  if (next->audit_log != current.audit_log || next->audit_format != current.audit_format) {
+    auto opened = AuditLog::Open(next->audit_log, next->audit_format);
     if (!opened) return failed(opened.error().message);
     next_audit = std::move(*opened);
   }
@@ -333,7 +305,7 @@ void Daemon::Reload() {
     LogLine("reloaded " + catalog.config().file + ": " + std::to_string(catalog.entries().size()) +
             " targets (" + std::to_string(catalog.unavailable()) + " unavailable) in " +
             std::to_string(took.count()) + " ms");
-    Notify("READY=1");
+    NotifyReady(StatusText(*server));
   });
 }
 

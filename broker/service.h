@@ -43,12 +43,6 @@ struct ServiceOptions {
 // replaced; a live one (another broker) or anything that is not a socket is an error.
 [[nodiscard]] Result<UniqueFd> BindSocket(const Config& config);
 
-// The listening socket systemd passed (LISTEN_PID/LISTEN_FDS), if any; must be SOCK_SEQPACKET.
-[[nodiscard]] Result<std::optional<UniqueFd>> InheritedSocket();
-
-// Sends `state` (e.g. "READY=1") to $NOTIFY_SOCKET when it is set (sd_notify(3) protocol).
-void Notify(const std::string& state);
-
 // A socket file this process created: removed when this object dies, unless another
 // process has replaced it since (then it is the successor's).
 class ScopedSocketFile {
@@ -82,7 +76,8 @@ class UwsgiListener;
 // targets, sockets) and drops them; Run serves until SIGTERM/SIGINT; Reload (on SIGHUP)
 // swaps in a new config when it loads and fits the descriptor budget, and changes nothing
 // otherwise. Readiness goes to $NOTIFY_SOCKET: READY=1 when serving and when a reload is
-// complete (every new target opened), RELOADING=1 when one starts, STOPPING=1 at the end.
+// complete (every new target opened), RELOADING=1 when one starts, STOPPING=1 at the end
+// (systemd.h).
 class Daemon {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Daemon>> Build(const ServiceOptions& options);

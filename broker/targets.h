@@ -48,6 +48,8 @@ class TargetHandle {
   virtual int watch_fd() const = 0;
   // Why the target is gone, once watch_fd() became readable: "process 1234 exited".
   virtual std::string GoneReason() const = 0;
+  // The process the target resolved to, for the audit; 0 when there is none to name.
+  virtual pid_t pid() const { return 0; }
   // The jail of a jail target, checked to still be the jail that was resolved. With
   // `descriptor`, a jail descriptor comes along where the kernel has them; whether a peer may
   // have one is the handler's decision, never the platform's. Other targets have no jail.

@@ -176,6 +176,7 @@ class ProcessTarget : public TargetHandle {
   }
   int watch_fd() const override { return pidfd_.get(); }
   std::string GoneReason() const override { return "process " + std::to_string(pid_) + " exited"; }
+  pid_t pid() const override { return pid_; }
 
  private:
   std::unexpected<Error> Gone() const { return MakeError(ErrorCode::kUnavailable, GoneReason()); }

@@ -206,4 +206,39 @@ Result<std::vector<TargetInfo>> Client::List() {
   return DecodeTargetList(*datagram);
 }
 
+// Status comes in pages like List (start / next_start); the counters are the first page's.
+Result<BrokerStatus> Client::Status() {
+  BrokerStatus out;
+  std::uint32_t start = 0;
+  do {
+    v1::Request request = NewRequest();
+    request.mutable_status()->set_start(start);
+    auto datagram = Exchange(sock_, request, 0);
+    if (!datagram) return std::unexpected(std::move(datagram.error()));
+    auto response = DecodeAnswer(*datagram);
+    if (!response) return std::unexpected(std::move(response.error()));
+    if (!response->has_status()) {
+      return MakeError(ErrorCode::kInternal, "the broker answered a status request with no status");
+    }
+    const v1::Status& wire = response->status();
+    if (start == 0) {
+      out.uptime_ms = wire.uptime_ms();
+      out.grants = wire.grants();
+      out.denials = wire.denials();
+      out.errors = wire.errors();
+      out.connections = wire.connections();
+      out.active_connections = wire.active_connections();
+    }
+    for (const auto& t : wire.targets()) {
+      out.targets.push_back({.name = t.name(), .available = t.available(), .reason = t.reason()});
+    }
+    // A page must bring targets and move forward, or a broken broker could loop us forever.
+    if (wire.next_start() != 0 && (wire.next_start() <= start || wire.targets().empty())) {
+      return MakeError(ErrorCode::kInternal, "the broker's status pages do not move forward");
+    }
+    start = wire.next_start();
+  } while (start != 0);
+  return out;
+}
+
 }  // namespace nsbroker

@@ -30,6 +30,7 @@ constexpr const char kUsage[] =
     "       nsjoin --uwsgi PATH [-a] [-m] [-u] [-i] [-n] [-p] [-C] [-T] [-F] [-S UID] [-G GID]\n"
     "              [--] [CMD [ARG...]]\n"
     "       nsjoin [--socket PATH] --list [--json]\n"
+    "       nsjoin [--socket PATH] --status [--json] | --prometheus   (root)\n"
     "       nsjoin -V|--version\n";
 
 struct Args {
@@ -37,6 +38,8 @@ struct Args {
   std::string target;
   std::string uwsgi;  // --uwsgi: a uWSGI --setns-socket server instead of the broker
   bool list = false;
+  bool status = false;      // --status: the broker's counters and target states
+  bool prometheus = false;  // --prometheus: the same in Prometheus text exposition
   bool json = false;
   bool help = false;
   bool version = false;
@@ -79,11 +82,14 @@ Result<std::uint32_t> ParseId(const char* text, const char* what) {
 }
 
 Result<Args> ParseArgs(int argc, char** argv) {
-  enum { kSocket = 256, kList, kJson, kUwsgi, kPty, kKeepFds, kPreserveCredentials };
+  enum { kSocket = 256, kList, kJson, kUwsgi, kPty, kKeepFds, kPreserveCredentials, kStatus,
+         kPrometheus };
   // The namespace options take nsenter's optional FILE only to refuse it clearly.
   static const option kOptions[] = {{"socket", required_argument, nullptr, kSocket},
                                     {"list", no_argument, nullptr, kList},
                                     {"json", no_argument, nullptr, kJson},
+                                    {"status", no_argument, nullptr, kStatus},
+                                    {"prometheus", no_argument, nullptr, kPrometheus},
                                     {"target", required_argument, nullptr, 't'},
                                     {"all", no_argument, nullptr, 'a'},
                                     {"mount", optional_argument, nullptr, 'm'},
@@ -133,6 +139,12 @@ Result<Args> ParseArgs(int argc, char** argv) {
         break;
       case kJson:
         args.json = true;
+        break;
+      case kStatus:
+        args.status = true;
+        break;
+      case kPrometheus:
+        args.prometheus = true;
         break;
       case kUwsgi:
         args.uwsgi = optarg;
@@ -222,8 +234,18 @@ Result<Args> ParseArgs(int argc, char** argv) {
     }
   }
   for (int i = optind; i < argc; ++i) args.command.emplace_back(argv[i]);
-  if (args.json && !args.list) {
-    return MakeError(ErrorCode::kInvalidRequest, std::string("--json needs --list\n") + kUsage);
+  if (args.json && !args.list && !args.status) {
+    return MakeError(ErrorCode::kInvalidRequest,
+                     std::string("--json needs --list or --status\n") + kUsage);
+  }
+  if (args.status || args.prometheus) {
+    if (args.list || (args.status && args.prometheus) || (args.prometheus && args.json) ||
+        !args.target.empty() || !args.uwsgi.empty() || !args.command.empty()) {
+      return MakeError(ErrorCode::kInvalidRequest,
+                       std::string("--status and --prometheus take nothing but --socket "
+                                   "(and --status --json)\n") +
+                           kUsage);
+    }
   }
   if (!args.uwsgi.empty()) {
     // uWSGI's greeting is namespaces only: no root or working directory to enter.
@@ -238,7 +260,7 @@ Result<Args> ParseArgs(int argc, char** argv) {
       return MakeError(ErrorCode::kInvalidRequest,
                        std::string("--list takes no target\n") + kUsage);
     }
-  } else if (args.target.empty()) {
+  } else if (args.target.empty() && !args.status && !args.prometheus) {
     return MakeError(ErrorCode::kInvalidRequest, std::string("no target (-t)\n") + kUsage);
   }
   if (all) args.kinds.clear();  // -a: whatever the grant has
@@ -296,6 +318,85 @@ int RunList(const Args& args) {
     }
   }
   if (args.json) out += "]\n";
+  std::fputs(out.c_str(), stdout);
+  return std::fflush(stdout) == 0 ? 0 : kExitFailure;
+}
+
+// Prometheus text exposition (version 0.0.4) for node_exporter's textfile collector.
+std::string PrometheusText(const BrokerStatus& s) {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, std::string value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + value + "\n";
+  };
+  char uptime[32];
+  std::snprintf(uptime, sizeof uptime, "%.3f", static_cast<double>(s.uptime_ms) / 1000);
+  metric("nsbroker_uptime_seconds", "gauge", "Time since nsbrokerd started.", uptime);
+  metric("nsbroker_grants_total", "counter", "Join requests granted.", std::to_string(s.grants));
+  metric("nsbroker_denials_total", "counter", "Requests the policy refused.",
+         std::to_string(s.denials));
+  metric("nsbroker_errors_total", "counter", "Requests that failed otherwise.",
+         std::to_string(s.errors));
+  metric("nsbroker_connections_total", "counter", "Connections accepted.",
+         std::to_string(s.connections));
+  metric("nsbroker_active_connections", "gauge", "Connections open now.",
+         std::to_string(s.active_connections));
+  out += "# HELP nsbroker_target_available Whether a target can be joined (1) or not (0).\n"
+         "# TYPE nsbroker_target_available gauge\n";
+  for (const BrokerStatus::Target& t : s.targets) {
+    std::string label;  // label values escape \\, \" and newlines
+    for (char c : t.name) {
+      if (c == '\\' || c == '"') label += '\\';
+      if (c == '\n') {
+        label += "\\n";
+      } else {
+        label += c;
+      }
+    }
+    out += "nsbroker_target_available{target=\"" + label + "\"} " + (t.available ? "1" : "0") +
+           "\n";
+  }
+  return out;
+}
+
+std::string StatusJson(const BrokerStatus& s) {
+  std::string out = "{\"uptime_ms\":" + std::to_string(s.uptime_ms) +
+                    ",\"grants\":" + std::to_string(s.grants) +
+                    ",\"denials\":" + std::to_string(s.denials) +
+                    ",\"errors\":" + std::to_string(s.errors) +
+                    ",\"connections\":" + std::to_string(s.connections) +
+                    ",\"active_connections\":" + std::to_string(s.active_connections) +
+                    ",\"targets\":[";
+  for (std::size_t i = 0; i < s.targets.size(); ++i) {
+    const BrokerStatus::Target& t = s.targets[i];
+    out += (i == 0 ? "" : ",") + std::string("{\"name\":") + JsonString(t.name) +
+           ",\"available\":" + (t.available ? "true" : "false") +
+           ",\"reason\":" + JsonString(t.reason) + "}";
+  }
+  return out + "]}\n";
+}
+
+std::string StatusText(const BrokerStatus& s) {
+  char uptime[32];
+  std::snprintf(uptime, sizeof uptime, "%.3f", static_cast<double>(s.uptime_ms) / 1000);
+  std::string out = std::string("uptime ") + uptime + " s\ngrants " + std::to_string(s.grants) +
+                    "\ndenials " + std::to_string(s.denials) + "\nerrors " +
+                    std::to_string(s.errors) + "\nconnections " + std::to_string(s.connections) +
+                    " (" + std::to_string(s.active_connections) + " active)\n";
+  for (const BrokerStatus::Target& t : s.targets) {
+    out += "target " + t.name + (t.available ? " available" : " unavailable: " + t.reason) + "\n";
+  }
+  return out;
+}
+
+int RunStatus(const Args& args) {
+  auto client = Client::Connect(args.socket, {.trusted_server_uids = {geteuid()}});
+  if (!client) return Fail("", client.error());
+  auto status = client->Status();
+  if (!status) return Fail("", status.error());
+  std::string out = args.prometheus ? PrometheusText(*status)
+                    : args.json     ? StatusJson(*status)
+                                    : StatusText(*status);
   std::fputs(out.c_str(), stdout);
   return std::fflush(stdout) == 0 ? 0 : kExitFailure;
 }
@@ -430,5 +531,6 @@ int main(int argc, char** argv) {
     std::fputs(args->help ? kUsage : "nsjoin (nsbroker) " NSB_VERSION "\n", stdout);
     return std::fflush(stdout) == 0 ? 0 : kExitFailure;
   }
+  if (args->status || args->prometheus) return RunStatus(*args);
   return args->list ? RunList(*args) : RunJoin(*args);
 }

@@ -2,9 +2,13 @@
 
 die() { echo "${0##*/}: $*" >&2; exit 1; }
 
-# Every package the build, the tests, the demo and the benchmarks use.
+# Every package the build, the tests, the demo and the benchmarks use. The packaging tests
+# (tests/packaging, scripts/test-deb) need systemd's sysusers/tmpfiles, the completion
+# frameworks, dpkg-dev (cpack's dpkg-shlibdeps), python3-yaml (manifest checks) and
+# inotify-tools (the container entrypoint).
 NSB_PACKAGES=(build-essential cmake pkg-config libevent-dev libprotobuf-dev protobuf-compiler
-              libgtest-dev iproute2 util-linux procps uwsgi-core)
+              libgtest-dev iproute2 util-linux procps uwsgi-core libsystemd-dev systemd
+              bash-completion zsh dpkg-dev python3-yaml inotify-tools)
 
 nsb_install_deps() {
   local missing=()

@@ -48,6 +48,22 @@ struct TargetInfo {
   std::vector<NsKind> kinds;
 };
 
+// The broker's Status answer (root only): counters since it started and each target's state.
+struct BrokerStatus {
+  struct Target {
+    std::string name;
+    bool available = false;
+    std::string reason;  // why it is unavailable
+  };
+  std::uint64_t uptime_ms = 0;
+  std::uint64_t grants = 0;
+  std::uint64_t denials = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t connections = 0;  // accepted since start
+  std::uint64_t active_connections = 0;
+  std::vector<Target> targets;
+};
+
 struct ClientOptions {
   // Uids allowed to serve the socket, checked with SO_PEERCRED at connect: a user must not
   // be able to stand up a fake broker. Root is always trusted.
@@ -68,6 +84,9 @@ class Client {
   [[nodiscard]] Result<Grant> Join(std::string_view target, std::span<const NsKind> kinds = {});
 
   [[nodiscard]] Result<std::vector<TargetInfo>> List();
+
+  // The broker's counters and target states; kPermissionDenied unless the caller is root.
+  [[nodiscard]] Result<BrokerStatus> Status();
 
   // The uid SO_PEERCRED reported for the broker.
   uid_t server_uid() const { return server_uid_; }

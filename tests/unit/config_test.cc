@@ -168,7 +168,7 @@ TEST(Config, SelfConfigExposesEverythingToRootOnly) {
 }
 
 TEST(Config, PackagedExampleIsValidTextFormat) {
-  // Its users and groups (nsbroker, deploy, webdev) exist only where it is installed; a
+  // Its group (nsbroker, from sysusers.d/nsbroker.conf) exists only where it is installed; a
   // semantic error proves that the whole file parsed.
   auto config = LoadConfig(NSB_SOURCE_DIR "/packaging/nsbroker.conf");
   ASSERT_FALSE(config.has_value());
