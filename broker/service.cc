@@ -22,8 +22,6 @@
 namespace nsbroker {
 namespace {
 
-constexpr int kListenFdsStart = 3;  // SD_LISTEN_FDS_START
-
 Result<sockaddr_un> UnixAddress(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
