@@ -120,7 +120,9 @@ void Lifecycle::OnFileEvent() {
 
 void Lifecycle::ScheduleRetry() {
   auto next = Clock::time_point::max();
-  for (const CatalogEntry& e : catalog_->entries()) next = std::min(next, e.retry_at);
+  for (const CatalogEntry& e : catalog_->entries()) {
+    if (!e.pending) next = std::min(next, e.retry_at);
+  }
   retry_.Del();
   if (next == Clock::time_point::max()) return;
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());

@@ -138,7 +138,9 @@ void Notify(const std::string& state) {
   std::memcpy(addr.sun_path, path.data(), path.size());
   if (path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
   socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
-  UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  // Non-blocking: a notify socket that is not read (its queue full) must never stall serving;
+  // such a notification is lost and logged.
+  UniqueFd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd.valid() || sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL,
                             reinterpret_cast<const sockaddr*>(&addr), len) < 0) {
     LogLine("NOTIFY_SOCKET " + path + ": " + std::strerror(errno));

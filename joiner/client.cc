@@ -160,18 +160,13 @@ Result<Grant> Client::Join(std::string_view target, std::span<const NsKind> kind
   return grant;
 }
 
-Result<std::vector<TargetInfo>> Client::List() {
-  v1::Request request = NewRequest();
-  request.mutable_list();
-  auto answer = RoundTrip(sock_, request, 0);
-  if (!answer) return std::unexpected(std::move(answer.error()));
-  const v1::Response& response = answer->first;
-  if (!response.has_targets()) {
-    return MakeError(ErrorCode::kInternal, "the broker answered a list with no target list");
-  }
-  std::vector<TargetInfo> out;
-  for (const auto& target : response.targets().targets()) {
-    TargetInfo info{.name = target.name()};
+namespace {
+
+// Appends one List page to `out`, checking every kind.
+Result<void> AddPage(const v1::TargetList& page, std::vector<TargetInfo>& out) {
+  for (const auto& target : page.targets()) {
+    TargetInfo info{
+        .name = target.name(), .available = !target.unavailable(), .reason = target.reason()};
     for (int wire_kind : target.kinds()) {
       auto kind = KindFromWire(wire_kind);
       if (!kind) {
@@ -183,7 +178,36 @@ Result<std::vector<TargetInfo>> Client::List() {
     }
     out.push_back(std::move(info));
   }
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<TargetInfo>> Client::List() {
+  std::vector<TargetInfo> out;
+  std::uint32_t start = 0;
+  do {
+    v1::Request request = NewRequest();
+    request.mutable_list()->set_start(start);
+    auto answer = RoundTrip(sock_, request, 0);
+    if (!answer) return std::unexpected(std::move(answer.error()));
+    const v1::Response& response = answer->first;
+    if (!response.has_targets()) {
+      return MakeError(ErrorCode::kInternal, "the broker answered a list with no target list");
+    }
+    // Pages move forward, or a broken broker could keep us asking for ever.
+    std::uint32_t next = response.targets().next_start();
+    if (next != 0 && next <= start) {
+      return MakeError(ErrorCode::kInternal, "the broker's list pages do not move forward");
+    }
+    start = next;
+    if (auto page = AddPage(response.targets(), out); !page) {
+      return std::unexpected(std::move(page.error()));
+    }
+  } while (start != 0);
   return out;
 }
+
+
 
 }  // namespace nsbroker

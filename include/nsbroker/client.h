@@ -46,6 +46,9 @@ struct Grant {
 struct TargetInfo {
   std::string name;
   std::vector<NsKind> kinds;
+  // Root's list only: a target that cannot be joined now, and why.
+  bool available = true;
+  std::string reason;
 };
 
 struct ClientOptions {
@@ -67,6 +70,7 @@ class Client {
   // object that failed, not the target: callers prefix "target 'NAME': ".
   [[nodiscard]] Result<Grant> Join(std::string_view target, std::span<const NsKind> kinds = {});
 
+  // Every target this peer may join, asking page after page (one answer fits 64 KiB).
   [[nodiscard]] Result<std::vector<TargetInfo>> List();
 
   // The uid SO_PEERCRED reported for the broker.
