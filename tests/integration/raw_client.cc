@@ -168,6 +168,31 @@ long CpuTicks(pid_t pid) {
   return utime + stime;
 }
 
+namespace {
+
+// With `sock` connected: Status until the broker counts only it.
+bool OnlyClient(BorrowedFd sock) {
+  for (int i = 0; i < 10000; ++i) {
+    auto reply = Call(sock, StatusRequest());
+    if (!reply || !reply->response.has_status()) return false;
+    if (reply->response.status().active_connections() == 1) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool WaitForNoOtherClients(const std::string& socket) {
+  auto sock = Connect(socket);
+  return sock && OnlyClient(*sock);
+}
+
+std::size_t QuietFdCount(Broker& broker) {
+  auto sock = Connect(broker.socket());
+  if (!sock || !OnlyClient(*sock)) return 0;
+  return CountFdsOf(broker.pid()) - 1;
+}
+
 std::string StopCleanly(Broker& broker) {
   int status = broker.process().Stop(SIGTERM);
   if (status == 0) return "";
