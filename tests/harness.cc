@@ -105,6 +105,8 @@ int ChildProcess::Stop(int sig) {
 
 int ChildProcess::Wait(std::chrono::milliseconds timeout) {
   if (!running()) return -1;
+  // The pidfd polls readable when the child exits: waited on, not probed.
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));
   auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
   for (;;) {
@@ -114,12 +116,20 @@ int ChildProcess::Wait(std::chrono::milliseconds timeout) {
       pid_ = -1;
       return -1;
     }
-    if (std::chrono::steady_clock::now() > deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
       kill(pid_, SIGKILL);
       waitpid(pid_, &status, 0);
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    pollfd p{pidfd.get(), POLLIN, 0};
+    int n = pidfd.valid() ? poll(&p, 1, static_cast<int>(left.count())) : -1;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      waitpid(pid_, &status, 0);  // no pidfd: a plain blocking wait
+      break;
+    }
   }
   pid_ = -1;
   return StatusToCode(status);
