@@ -547,6 +547,20 @@ TEST_F(MultiUser, AuditLogThroughASymlinkIsRefused) {
       << broker.error().message;
 }
 
+// A socket in a directory a user owns could be replaced by theirs: refused before binding.
+TEST_F(MultiUser, SocketInAUsersDirectoryIsRefused) {
+  TempDir dir;
+  std::string users = dir.Join("user");
+  ASSERT_EQ(mkdir(users.c_str(), 0755), 0);
+  ASSERT_EQ(chown(users.c_str(), 65534, 65534), 0);
+  auto broker = Broker::Start("socket: \"" + users + "/nsb.sock\"\n" + Web1());
+  ASSERT_FALSE(broker.has_value());
+  EXPECT_NE(broker.error().message.find("socket " + users + "/nsb.sock: " + users +
+                                        " is owned by uid 65534, not root"),
+            std::string::npos)
+      << broker.error().message;
+}
+
 // Limits are checked against the descriptor budget at load: a config that cannot fit is an
 // error naming the numbers.
 TEST_F(MultiUser, ConfigThatCannotFitTheBudgetIsAnError) {

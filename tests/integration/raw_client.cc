@@ -183,8 +183,16 @@ bool OnlyClient(BorrowedFd sock) {
 }  // namespace
 
 bool WaitForNoOtherClients(const std::string& socket) {
-  auto sock = Connect(socket);
-  return sock && OnlyClient(*sock);
+  // Our own connection may be refused while the broker still counts the ones that closed.
+  for (int i = 0; i < 10000; ++i) {
+    auto sock = Connect(socket);
+    if (!sock) return false;
+    auto reply = Call(*sock, StatusRequest());
+    if (Code(reply) == "RESOURCE_EXHAUSTED") continue;
+    return reply && reply->response.has_status() &&
+           (reply->response.status().active_connections() == 1 || OnlyClient(*sock));
+  }
+  return false;
 }
 
 std::size_t QuietFdCount(Broker& broker) {
