@@ -268,25 +268,32 @@ TEST(Broker, ReloadSwapsAGoodConfigAndKeepsTheOldOneOnError) {
 
   std::ofstream(broker->config_path())
       << head << TargetConfig("one", t1->pid()) << TargetConfig("two", t2->pid());
-  kill(broker->pid(), SIGHUP);
-  ASSERT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 2 targets"))
-      << broker->log();
+  auto reloaded = broker->Reload();
+  ASSERT_OK(reloaded);
+  EXPECT_EQ(*reloaded, "READY=1");
+  EXPECT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 2 targets"));
   EXPECT_EQ(Describe(Call(*sock, JoinRequest("two", {v1::NET}))), "GRANT net");
 
   // A syntax error keeps the old config; a target that cannot be opened is unavailable with
   // its reason, and the others are still served.
   std::ofstream(broker->config_path()) << head << "target { name: \"three\" pid: x }\n";
-  kill(broker->pid(), SIGHUP);
-  ASSERT_TRUE(
+  reloaded = broker->Reload();
+  ASSERT_OK(reloaded);
+  EXPECT_EQ(reloaded->rfind("READY=1\nSTATUS=reload failed: " + broker->config_path() + ":2:", 0),
+            0u)
+      << *reloaded;
+  EXPECT_TRUE(
       broker->WaitForLog("reload failed, keeping the old config: " + broker->config_path() + ":2:"))
       << broker->log();
   std::ofstream(broker->config_path()) << head << "\ntarget { name: \"gone\" pid: 999999 }\n"
                                        << TargetConfig("one", t1->pid())
                                        << TargetConfig("two", t2->pid());
-  kill(broker->pid(), SIGHUP);
-  ASSERT_TRUE(broker->WaitForLog(broker->config_path() + ":3:1: target 'gone': no process 999999"))
+  reloaded = broker->Reload();
+  ASSERT_OK(reloaded);
+  EXPECT_EQ(*reloaded, "READY=1");
+  EXPECT_TRUE(broker->WaitForLog(broker->config_path() + ":3:1: target 'gone': no process 999999"))
       << broker->log();
-  ASSERT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 3 targets (1 unavailable)"))
+  EXPECT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 3 targets (1 unavailable)"))
       << broker->log();
   EXPECT_EQ(Describe(Call(*sock, JoinRequest("two", {v1::NET}))), "GRANT net");
   EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("one", {v1::NET}))), "GRANT net");
