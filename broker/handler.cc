@@ -227,7 +227,12 @@ Outcome HandleJoin(const Catalog& catalog, const PeerIdentity& peer, std::string
 Outcome HandleRequest(const Catalog& catalog, const Stats& stats, const PeerIdentity& peer,
                       std::string_view bytes, std::size_t fd_budget) {
   auto request = DecodeRequest(bytes);
-  if (!request) return Fail(request.error(), Outcome::Tally::kError);
+  if (!request) {
+    // It may have been a Join (one with a name that is not UTF-8 fails to parse): every
+    // request that cannot be read gets its line too, naming nothing the peer sent.
+    return Deny(request.error(), "?", 0, peer, "unreadable request: " + request.error().message,
+                Outcome::Tally::kError);
+  }
   switch (request->body_case()) {
     case v1::Request::kJoin: {
       const auto& join = request->join();

@@ -120,7 +120,9 @@ void Lifecycle::OnFileEvent() {
 
 void Lifecycle::ScheduleRetry() {
   auto next = Clock::time_point::max();
-  for (const CatalogEntry& e : catalog_->entries()) next = std::min(next, e.retry_at);
+  for (const CatalogEntry& e : catalog_->entries()) {
+    if (!e.pending) next = std::min(next, e.retry_at);
+  }
   retry_.Del();
   if (next == Clock::time_point::max()) return;
   auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
@@ -148,14 +150,13 @@ void Lifecycle::OnRetry() {
 void Lifecycle::OnOpenBatch() {
   std::size_t from = catalog_->opened_upto();
   std::size_t left = catalog_->OpenPending(kOpenBatch);
-  for (std::size_t i = from; i < catalog_->opened_upto(); ++i) WatchEntry(i);
+  for (std::size_t i = from; i < catalog_->opened_upto(); ++i) {
+    WatchEntry(i);
+    const CatalogEntry& e = catalog_->entries()[i];
+    if (!e.gone.empty()) LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
+  }
   if (left > 0) return batch_.Add(std::chrono::milliseconds(0));
   opening_ = false;
-  for (const CatalogEntry& e : catalog_->entries()) {
-    if (!e.gone.empty() && e.gone.find(kOpening) == std::string::npos) {
-      LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
-    }
-  }
   ScheduleRetry();
   if (opened_) opened_();
 }

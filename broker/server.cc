@@ -45,7 +45,8 @@ Server::Server(event_base* base, std::unique_ptr<Catalog> catalog, std::unique_p
               graveyard_.clear();
               refused_graveyard_.clear();
             }),
-      sweep_(base, -1, 0, [this](short) { Sweep(); }) {
+      sweep_(base, -1, 0, [this](short) { Sweep(); }),
+      refusal_flush_(base, -1, 0, [this](short) { FlushRefusals(); }) {
   Charge();
   lifecycle_.Watch(*catalog_, {});
 }
@@ -194,23 +195,31 @@ Outcome Server::Join(const PeerIdentity& peer, std::string_view target, KindSet 
   return out;
 }
 
+void Server::FlushRefusals() {
+  if (refusals_unlogged_ > 0) {
+    audit_->Write({.refused = true,
+                   .target = "-",
+                   .reason = std::to_string(refusals_unlogged_) +
+                             " more connections refused, not logged one by one"});
+  }
+  refusals_unlogged_ = 0;
+}
+
 void Server::AuditRefusal(const PeerIdentity& peer, const std::string& message) {
-  // A flood of refused connections must not flood the log: kRefusalLinesPerSecond lines,
-  // then one line for the rest when the next second starts.
+  // A flood of refused connections must not flood the log: kRefusalLinesPerSecond lines a
+  // second, then one line with the count of the rest when that second ends.
   auto now = Clock::now();
   if (now - refusal_second_ >= std::chrono::seconds(1)) {
-    if (refusals_unlogged_ > 0) {
-      audit_->Write({.refused = true,
-                     .target = "-",
-                     .reason = std::to_string(refusals_unlogged_) +
-                               " more connections refused, not logged one by one"});
-    }
+    refusal_flush_.Del();
+    FlushRefusals();
     refusal_second_ = now;
     refusal_lines_ = 0;
-    refusals_unlogged_ = 0;
   }
   if (refusal_lines_ >= kRefusalLinesPerSecond) {
-    ++refusals_unlogged_;
+    if (refusals_unlogged_++ == 0) {
+      refusal_flush_.Add(std::chrono::duration_cast<std::chrono::milliseconds>(
+          refusal_second_ + std::chrono::seconds(1) - now));
+    }
     return;
   }
   ++refusal_lines_;

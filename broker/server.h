@@ -103,6 +103,7 @@ class Server {
   void Close(Connection& conn, std::string_view why);
   void Refuse(UniqueFd conn, const PeerIdentity& peer, const std::string& message);
   void AuditRefusal(const PeerIdentity& peer, const std::string& message);
+  void FlushRefusals();
   void Charge();
 
   event_base* base_;
@@ -131,6 +132,7 @@ class Server {
   std::vector<std::unique_ptr<Refusing>> refused_graveyard_;
   Event reap_;
   Event sweep_;
+  Event refusal_flush_;  // writes the count of unlogged refusals when their second ends
 };
 
 }  // namespace nsbroker

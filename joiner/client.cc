@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 
 #include "client_decode.h"
 #include "enter.h"
@@ -165,6 +166,31 @@ Result<Grant> DecodeGrant(Datagram datagram, std::string_view target,
   return grant;
 }
 
+Result<TargetPage> DecodeTargetList(const Datagram& datagram) {
+  auto response = DecodeAnswer(datagram);
+  if (!response) return std::unexpected(std::move(response.error()));
+  if (!response->has_targets()) {
+    return MakeError(ErrorCode::kInternal, "the broker answered a list with no target list");
+  }
+  const v1::TargetList& page = response->targets();
+  TargetPage out{.next_start = page.next_start()};
+  for (const auto& target : page.targets()) {
+    TargetInfo info{
+        .name = target.name(), .available = !target.unavailable(), .reason = target.reason()};
+    for (int wire_kind : target.kinds()) {
+      auto kind = KindFromWire(wire_kind);
+      if (!kind) {
+        return MakeError(
+            ErrorCode::kInvalidRequest,
+            "target '" + target.name() + "' lists an unknown kind " + std::to_string(wire_kind));
+      }
+      info.kinds.push_back(*kind);
+    }
+    out.targets.push_back(std::move(info));
+  }
+  return out;
+}
+
 Result<Grant> Client::Join(std::string_view target, std::span<const NsKind> kinds) {
   v1::Request request = NewRequest();
   auto* join = request.mutable_join();
@@ -175,35 +201,25 @@ Result<Grant> Client::Join(std::string_view target, std::span<const NsKind> kind
   return DecodeGrant(std::move(*datagram), target, kinds);
 }
 
-Result<std::vector<TargetInfo>> DecodeTargetList(const Datagram& datagram) {
-  auto response = DecodeAnswer(datagram);
-  if (!response) return std::unexpected(std::move(response.error()));
-  if (!response->has_targets()) {
-    return MakeError(ErrorCode::kInternal, "the broker answered a list with no target list");
-  }
-  std::vector<TargetInfo> out;
-  for (const auto& target : response->targets().targets()) {
-    TargetInfo info{.name = target.name()};
-    for (int wire_kind : target.kinds()) {
-      auto kind = KindFromWire(wire_kind);
-      if (!kind) {
-        return MakeError(
-            ErrorCode::kInvalidRequest,
-            "target '" + target.name() + "' lists an unknown kind " + std::to_string(wire_kind));
-      }
-      info.kinds.push_back(*kind);
-    }
-    out.push_back(std::move(info));
-  }
-  return out;
-}
-
+// A long list comes in pages (start / next_start) that each fit one datagram.
 Result<std::vector<TargetInfo>> Client::List() {
-  v1::Request request = NewRequest();
-  request.mutable_list();
-  auto datagram = Exchange(sock_, request, 0);
-  if (!datagram) return std::unexpected(std::move(datagram.error()));
-  return DecodeTargetList(*datagram);
+  std::vector<TargetInfo> out;
+  std::uint32_t start = 0;
+  do {
+    v1::Request request = NewRequest();
+    request.mutable_list()->set_start(start);
+    auto datagram = Exchange(sock_, request, 0);
+    if (!datagram) return std::unexpected(std::move(datagram.error()));
+    auto page = DecodeTargetList(*datagram);
+    if (!page) return std::unexpected(std::move(page.error()));
+    // Pages move forward, or a broken broker could keep us asking for ever.
+    if (page->next_start != 0 && page->next_start <= start) {
+      return MakeError(ErrorCode::kInternal, "the broker's list pages do not move forward");
+    }
+    start = page->next_start;
+    std::move(page->targets.begin(), page->targets.end(), std::back_inserter(out));
+  } while (start != 0);
+  return out;
 }
 
 // Status comes in pages like List (start / next_start); the counters are the first page's.

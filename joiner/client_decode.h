@@ -2,6 +2,7 @@
 // and jailme): a received datagram in, a checked Grant or target list out. Never does I/O.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -19,7 +20,12 @@ namespace nsbroker {
 [[nodiscard]] Result<Grant> DecodeGrant(Datagram datagram, std::string_view target,
                                         std::span<const NsKind> kinds);
 
-// The answer to a List: the broker's Error, or its targets with every kind known.
-[[nodiscard]] Result<std::vector<TargetInfo>> DecodeTargetList(const Datagram& datagram);
+// One page of the answer to a List: the broker's Error, or its targets with every kind known,
+// and where the next page starts (0: this was the last).
+struct TargetPage {
+  std::vector<TargetInfo> targets;
+  std::uint32_t next_start = 0;
+};
+[[nodiscard]] Result<TargetPage> DecodeTargetList(const Datagram& datagram);
 
 }  // namespace nsbroker

@@ -310,11 +310,15 @@ int RunList(const Args& args) {
         kinds += (kinds.empty() ? "" : ",") + std::string(KindName(kind));
       }
     }
+    // Only root's list says which targets are unavailable, and why.
     if (args.json) {
       out += (i == 0 ? "" : ",") + std::string("{\"name\":") + JsonString(target.name) +
-             ",\"kinds\":[" + kinds + "]}";
+             ",\"kinds\":[" + kinds + "]" +
+             (target.available ? "" : ",\"available\":false,\"reason\":" + JsonString(target.reason)) +
+             "}";
     } else {
-      out += target.name + " " + kinds + "\n";
+      out += target.name + " " + kinds +
+             (target.available ? "" : " (unavailable: " + target.reason + ")") + "\n";
     }
   }
   if (args.json) out += "]\n";

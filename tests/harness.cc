@@ -6,8 +6,10 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -103,6 +105,8 @@ int ChildProcess::Stop(int sig) {
 
 int ChildProcess::Wait(std::chrono::milliseconds timeout) {
   if (!running()) return -1;
+  // The pidfd polls readable when the child exits: waited on, not probed.
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid_, 0)));
   auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
   for (;;) {
@@ -112,12 +116,20 @@ int ChildProcess::Wait(std::chrono::milliseconds timeout) {
       pid_ = -1;
       return -1;
     }
-    if (std::chrono::steady_clock::now() > deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
       kill(pid_, SIGKILL);
       waitpid(pid_, &status, 0);
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    pollfd p{pidfd.get(), POLLIN, 0};
+    int n = pidfd.valid() ? poll(&p, 1, static_cast<int>(left.count())) : -1;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      waitpid(pid_, &status, 0);  // no pidfd: a plain blocking wait
+      break;
+    }
   }
   pid_ = -1;
   return StatusToCode(status);
@@ -319,6 +331,10 @@ bool WaitForSocket(const std::string& path, std::chrono::milliseconds timeout) {
 }
 
 Result<Broker> Broker::Start(const std::string& config, const std::vector<std::string>& extra_args) {
+  return Start(config, BrokerOptions{.extra_args = extra_args});
+}
+
+Result<Broker> Broker::Start(const std::string& config, const BrokerOptions& options) {
   Broker broker;
   broker.dir_ = std::make_unique<TempDir>();
   std::string text = config;
@@ -330,15 +346,30 @@ Result<Broker> Broker::Start(const std::string& config, const std::vector<std::s
     broker.socket_ = text.substr(at + 1, text.find('"', at + 1) - at - 1);
   }
   broker.dir_->Write("nsbroker.conf", text);
+  std::string notify_path = broker.dir_->Join("notify.sock");
+  broker.notify_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, notify_path.c_str(), sizeof addr.sun_path - 1);
+  if (bind(broker.notify_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return SysError(ErrorCode::kInternal, "bind " + notify_path);
+  }
+  // A broker with run_as notifies after dropping root, as systemd lets it.
+  chmod(notify_path.c_str(), 0666);
   std::string log = broker.dir_->Join("broker.log");
   std::vector<std::string> argv = {BrokerBinary(), "-c", broker.config_path()};
-  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   pid_t pid = fork();
   if (pid < 0) return SysError(ErrorCode::kInternal, "fork");
   if (pid == 0) {
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
+    if (options.nofile > 0) {
+      rlimit limit{options.nofile, options.nofile};
+      if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(126);
+    }
+    setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
@@ -346,14 +377,46 @@ Result<Broker> Broker::Start(const std::string& config, const std::vector<std::s
     _exit(127);
   }
   broker.process_ = ChildProcess(pid);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!WaitForSocket(broker.socket_, std::chrono::milliseconds(20))) {
-    int status;
-    if (waitpid(pid, &status, WNOHANG) == pid || std::chrono::steady_clock::now() > deadline) {
-      return MakeError(ErrorCode::kUnavailable, "nsbrokerd did not start: " + broker.log());
+  broker.pidfd_.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!broker.pidfd_.valid()) return SysError(ErrorCode::kInternal, "pidfd_open");
+  auto ready = broker.WaitForReady();
+  if (!ready) return std::unexpected(std::move(ready.error()));
+  return broker;
+}
+
+Result<std::string> Broker::WaitForReady(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(notify_.get(), buf, sizeof buf, 0)) > 0) {
+      std::string message(buf, static_cast<std::size_t>(n));
+      if (message.find("READY=1") != std::string::npos) return message;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return MakeError(ErrorCode::kUnavailable, "nsbrokerd was not ready in time: " + log());
+    }
+    pollfd fds[2] = {{notify_.get(), POLLIN, 0}, {pidfd_.get(), POLLIN, 0}};
+    if (poll(fds, 2, static_cast<int>(left.count())) < 0 && errno != EINTR) {
+      return SysError(ErrorCode::kInternal, "poll");
+    }
+    if (fds[1].revents != 0 && fds[0].revents == 0) {
+      return MakeError(ErrorCode::kUnavailable,
+                       "nsbrokerd exited with status " + std::to_string(process_.Wait()) + ": " +
+                           log());
     }
   }
-  return broker;
+}
+
+Result<std::string> Broker::Reload() {
+  // Notifications of earlier reloads nobody waited for are not this one's.
+  char buf[4096];
+  while (recv(notify_.get(), buf, sizeof buf, 0) > 0) {
+  }
+  if (kill(process_.pid(), SIGHUP) != 0) return SysError(ErrorCode::kInternal, "kill SIGHUP");
+  return WaitForReady();
 }
 
 Broker::~Broker() {

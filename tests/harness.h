@@ -105,12 +105,19 @@ struct RunResult {
 RunResult RunCommand(const std::vector<std::string>& argv, const RunOptions& options = {});
 
 // The real nsbrokerd, started with a config file; stopped with SIGTERM when destroyed.
-// Its stderr (log and audit lines) goes to a file that log() reads.
+// Its stderr (log and audit lines) goes to a file that log() reads. Readiness is what the
+// broker sends to $NOTIFY_SOCKET (sd_notify(3)), watched together with its pidfd, so a broker
+// that dies instead is an error at once.
+struct BrokerOptions {
+  std::vector<std::string> extra_args;
+  std::size_t nofile = 0;  // RLIMIT_NOFILE (soft and hard) of the broker when nonzero
+};
 class Broker {
  public:
   // `config` is text-format BrokerConfig; "socket" is set by this class when absent.
   static Result<Broker> Start(const std::string& config,
                               const std::vector<std::string>& extra_args = {});
+  static Result<Broker> Start(const std::string& config, const BrokerOptions& options);
   Broker(Broker&&) = default;
   Broker& operator=(Broker&&) = default;
   ~Broker();
@@ -122,11 +129,19 @@ class Broker {
   ChildProcess& process() { return process_; }
   // Waits (at most 5 s) until the log contains `text`.
   bool WaitForLog(const std::string& text) const;
+  // Waits for the next notification carrying READY=1 and returns it whole (a failed reload
+  // adds "STATUS=reload failed: ..."); an error if the broker exits or `timeout` passes.
+  [[nodiscard]] Result<std::string> WaitForReady(
+      std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // SIGHUP, then WaitForReady: the reload is complete, every new target opened.
+  [[nodiscard]] Result<std::string> Reload();
 
  private:
   Broker() = default;
   std::unique_ptr<TempDir> dir_;
   std::string socket_;
+  UniqueFd notify_;  // the NOTIFY_SOCKET we gave the broker
+  UniqueFd pidfd_;
   ChildProcess process_;
 };
 

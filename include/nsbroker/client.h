@@ -46,6 +46,9 @@ struct Grant {
 struct TargetInfo {
   std::string name;
   std::vector<NsKind> kinds;
+  // Root's list only: a target that cannot be joined now, and why.
+  bool available = true;
+  std::string reason;
 };
 
 // The broker's Status answer (root only): counters since it started and each target's state.
@@ -83,6 +86,7 @@ class Client {
   // object that failed, not the target: callers prefix "target 'NAME': ".
   [[nodiscard]] Result<Grant> Join(std::string_view target, std::span<const NsKind> kinds = {});
 
+  // Every target this peer may join, asking page after page (one answer fits 64 KiB).
   [[nodiscard]] Result<std::vector<TargetInfo>> List();
 
   // The broker's counters and target states; kPermissionDenied unless the caller is root.

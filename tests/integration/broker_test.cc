@@ -2,6 +2,7 @@
 // and as uid 65534 (in forked children).
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/resource.h>
@@ -267,25 +268,32 @@ TEST(Broker, ReloadSwapsAGoodConfigAndKeepsTheOldOneOnError) {
 
   std::ofstream(broker->config_path())
       << head << TargetConfig("one", t1->pid()) << TargetConfig("two", t2->pid());
-  kill(broker->pid(), SIGHUP);
-  ASSERT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 2 targets"))
-      << broker->log();
+  auto reloaded = broker->Reload();
+  ASSERT_OK(reloaded);
+  EXPECT_TRUE(reloaded->starts_with("READY=1\nSTATUS=") && !reloaded->contains("reload failed")) << *reloaded;
+  EXPECT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 2 targets"));
   EXPECT_EQ(Describe(Call(*sock, JoinRequest("two", {v1::NET}))), "GRANT net");
 
   // A syntax error keeps the old config; a target that cannot be opened is unavailable with
   // its reason, and the others are still served.
   std::ofstream(broker->config_path()) << head << "target { name: \"three\" pid: x }\n";
-  kill(broker->pid(), SIGHUP);
-  ASSERT_TRUE(
+  reloaded = broker->Reload();
+  ASSERT_OK(reloaded);
+  EXPECT_EQ(reloaded->rfind("READY=1\nSTATUS=reload failed: " + broker->config_path() + ":2:", 0),
+            0u)
+      << *reloaded;
+  EXPECT_TRUE(
       broker->WaitForLog("reload failed, keeping the old config: " + broker->config_path() + ":2:"))
       << broker->log();
   std::ofstream(broker->config_path()) << head << "\ntarget { name: \"gone\" pid: 999999 }\n"
                                        << TargetConfig("one", t1->pid())
                                        << TargetConfig("two", t2->pid());
-  kill(broker->pid(), SIGHUP);
-  ASSERT_TRUE(broker->WaitForLog(broker->config_path() + ":3:1: target 'gone': no process 999999"))
+  reloaded = broker->Reload();
+  ASSERT_OK(reloaded);
+  EXPECT_TRUE(reloaded->starts_with("READY=1\nSTATUS=") && !reloaded->contains("reload failed")) << *reloaded;
+  EXPECT_TRUE(broker->WaitForLog(broker->config_path() + ":3:1: target 'gone': no process 999999"))
       << broker->log();
-  ASSERT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 3 targets (1 unavailable)"))
+  EXPECT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 3 targets (1 unavailable)"))
       << broker->log();
   EXPECT_EQ(Describe(Call(*sock, JoinRequest("two", {v1::NET}))), "GRANT net");
   EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("one", {v1::NET}))), "GRANT net");
@@ -343,13 +351,9 @@ TEST(Broker, ConnectionLimitsAnswerResourceExhausted) {
   EXPECT_EQ(others, "TARGETS|TARGETS|RESOURCE_EXHAUSTED: too many connections (max_connections 4)");
   held.clear();
   // The broker learns of those closes on a later loop pass (and of the uid 65534 child's at its
-  // exit): until then a new connection may still count against max_connections.
-  std::string summary;
-  for (int i = 0; i < 500 && summary != "GRANT net"; ++i) {
-    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    summary = Describe(CallOnce(broker->socket(), JoinRequest("self", {v1::NET})));
-  }
-  EXPECT_EQ(summary, "GRANT net");
+  // exit): once it counts no other client, a new connection is admitted.
+  ASSERT_TRUE(WaitForNoOtherClients(broker->socket()));
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("self", {v1::NET}))), "GRANT net");
 }
 
 TEST(Broker, IdleConnectionsAreClosed) {
@@ -401,12 +405,22 @@ TEST(Broker, DescriptorBearingAndGarbageRequestsAreRefused) {
   // The same connection, and everyone else, is still served; nothing leaked in the broker.
   EXPECT_EQ(Describe(Call(*sock, JoinRequest("self", {v1::NET}))), "GRANT net");
   EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("self", {v1::IPC}))), "GRANT ipc");
-  // The broker notices the one-shot connection's close asynchronously.
-  // (The start-up probes of the harness may still have been open when we first counted.)
-  for (int i = 0; i < 100 && CountFdsOf(broker->pid()) > broker_fds; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // The broker notices the one-shot connection's close asynchronously; once it counts only
+  // `sock` and the asking connection, it holds what it held before.
+  auto asking = Connect(broker->socket());
+  ASSERT_OK(asking);
+  std::size_t now = 0;
+  for (int i = 0; i < 10000; ++i) {
+    auto status = Call(*asking, StatusRequest());
+    ASSERT_OK(status);
+    if (status->response.status().active_connections() == 2) {
+      now = CountFdsOf(broker->pid()) - 1;
+      break;
+    }
   }
-  EXPECT_LE(CountFdsOf(broker->pid()), broker_fds);
+  EXPECT_GT(now, 0u);
+  EXPECT_LE(now, broker_fds);
+  asking->reset();
   // An empty SEQPACKET datagram reads like end-of-file: that connection is closed, and only it.
   ASSERT_OK(SendDatagram(*sock, ""));
   EXPECT_EQ(Describe(Receive(*sock)), "CLIENT ERROR: connection closed by peer");
@@ -437,7 +451,8 @@ TEST(Broker, ASlowReaderIsCutOffWhileOthersAreServed) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("self", {v1::NET}))), "GRANT net");
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  ASSERT_TRUE(broker->WaitForLog("closed: response not read within request_timeout_ms"))
+      << broker->log();
   ASSERT_EQ(fcntl(slow->get(), F_SETFL, 0), 0);
   int answered = 0;
   std::string last;
@@ -468,7 +483,8 @@ TEST(Broker, UnreadDescriptorsAreBoundedPerUid) {
   ASSERT_OK(b);
   // Eight descriptors each, never read: the second request would pass 12 unread.
   ASSERT_OK(SendMessage(*a, JoinRequest("self")));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  pollfd answered{a->get(), POLLIN, 0};  // a's grant is sent (and sits unread)
+  ASSERT_EQ(poll(&answered, 1, 5000), 1);
   ASSERT_OK(SendMessage(*b, JoinRequest("self")));
   EXPECT_EQ(Describe(Receive(*b)),
             "RESOURCE_EXHAUSTED: target 'self': uid 0 has too many descriptors in unread "

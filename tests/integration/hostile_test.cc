@@ -91,9 +91,8 @@ class Hostile : public ::testing::Test {
     ASSERT_OK(broker);
     broker_.emplace(std::move(*broker));
     ASSERT_EQ(Summary(CallOnce(socket(), JoinRequest("web1", {v1::NET}))), "GRANT net");
-    // The warm-up connection is closed once the broker has read its end-of-file.
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    baseline_ = CountFdsOf(broker_->pid());
+    // Once the broker has read the warm-up connection's end-of-file and closed it.
+    baseline_ = QuietFdCount(*broker_);
     ASSERT_GT(baseline_, 0u);
   }
 

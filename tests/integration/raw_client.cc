@@ -168,6 +168,39 @@ long CpuTicks(pid_t pid) {
   return utime + stime;
 }
 
+namespace {
+
+// With `sock` connected: Status until the broker counts only it.
+bool OnlyClient(BorrowedFd sock) {
+  for (int i = 0; i < 10000; ++i) {
+    auto reply = Call(sock, StatusRequest());
+    if (!reply || !reply->response.has_status()) return false;
+    if (reply->response.status().active_connections() == 1) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool WaitForNoOtherClients(const std::string& socket) {
+  // Our own connection may be refused while the broker still counts the ones that closed.
+  for (int i = 0; i < 10000; ++i) {
+    auto sock = Connect(socket);
+    if (!sock) return false;
+    auto reply = Call(*sock, StatusRequest());
+    if (Code(reply) == "RESOURCE_EXHAUSTED") continue;
+    return reply && reply->response.has_status() &&
+           (reply->response.status().active_connections() == 1 || OnlyClient(*sock));
+  }
+  return false;
+}
+
+std::size_t QuietFdCount(Broker& broker) {
+  auto sock = Connect(broker.socket());
+  if (!sock || !OnlyClient(*sock)) return 0;
+  return CountFdsOf(broker.pid()) - 1;
+}
+
 std::string StopCleanly(Broker& broker) {
   int status = broker.process().Stop(SIGTERM);
   if (status == 0) return "";

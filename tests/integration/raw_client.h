@@ -52,9 +52,16 @@ long RssKib(pid_t pid);
 // utime + stime of PID, in clock ticks.
 long CpuTicks(pid_t pid);
 
+class Broker;
+// Asks Status on one connection until the broker counts no connection but that one: each
+// answer is a turn of the broker's loop, so closes it has seen are done (no sleeps). False
+// when that does not happen within 10,000 answers.
+bool WaitForNoOtherClients(const std::string& socket);
+// The broker's descriptors once no client is connected (the asking one left out).
+std::size_t QuietFdCount(Broker& broker);
+
 // Stops the broker with SIGTERM and returns "" if it exited 0, else its status and the end
 // of its log: a sanitizer build reports leaks and errors at exit, and that must fail a test.
-class Broker;
 std::string StopCleanly(Broker& broker);
 
 // Raises this process's soft RLIMIT_NOFILE to at least `n` (up to the hard limit).
