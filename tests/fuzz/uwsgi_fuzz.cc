@@ -82,8 +82,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool socket = (data[0] & 1) != 0;
   const std::size_t first = (data[0] >> 1) & 15u;
   const bool passcred = (data[0] & 32) != 0;
-  // Up to two past the limit, so that "too many" is reachable.
-  std::size_t n = data[1] % (nsbroker::kUwsgiMaxFds + 3);
+  // Up to three past the limit: "too many" (65, 66), and control data truncated (67: the
+  // reader's buffer for 65 descriptors holds 66, CMSG_SPACE rounds up to 8 bytes).
+  std::size_t n = data[1] % (nsbroker::kUwsgiMaxFds + 4);
   if (size < 2 + n) return 0;
   std::vector<nsbroker::UniqueFd> fds;
   std::vector<int> numbers;
