@@ -384,6 +384,12 @@ Result<Broker> Broker::Start(const std::string& config, const BrokerOptions& opt
   return broker;
 }
 
+void Broker::DrainNotifications() {
+  char buf[4096];
+  while (recv(notify_.get(), buf, sizeof buf, MSG_DONTWAIT) > 0) {
+  }
+}
+
 Result<std::string> Broker::WaitForReady(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {

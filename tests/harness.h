@@ -135,6 +135,10 @@ class Broker {
       std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // SIGHUP, then WaitForReady: the reload is complete, every new target opened.
   [[nodiscard]] Result<std::string> Reload();
+  // Reads and drops the notifications queued so far. The broker's sd_notify(3) blocks once
+  // the queue is full (net.unix.max_dgram_qlen), as with a service manager that stopped
+  // reading; a test that signals many reloads without waiting reads as systemd would.
+  void DrainNotifications();
 
  private:
   Broker() = default;

@@ -257,6 +257,7 @@ TEST_F(Faults, ReloadUnderLoad) {
   for (int i = 0; i < 400; ++i) {
     ASSERT_EQ(kill(broker->pid(), SIGHUP), 0);
     std::this_thread::sleep_for(std::chrono::microseconds(500));
+    broker->DrainNotifications();
   }
   std::string calls = a.TakeAtLeast(20) + b.TakeAtLeast(20);
   EXPECT_EQ(Count(calls, 'G'), calls.size()) << calls << "\n" << broker->log();
