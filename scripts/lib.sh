@@ -4,7 +4,7 @@ die() { echo "${0##*/}: $*" >&2; exit 1; }
 
 # Every package the build, the tests, the demo and the benchmarks use.
 NSB_PACKAGES=(build-essential cmake pkg-config libevent-dev libprotobuf-dev protobuf-compiler
-              libgtest-dev iproute2 util-linux procps uwsgi-core)
+              libgtest-dev iproute2 util-linux procps uwsgi-core runc busybox-static)
 
 nsb_install_deps() {
   local missing=()
