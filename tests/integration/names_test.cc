@@ -311,6 +311,39 @@ TEST(Names, CgroupServesItsOldestProcessAndFollowsIt) {
   third->Kill();
 }
 
+// The joiners need nothing new: nsjoin on the native socket and the real uwsgi on the uWSGI
+// listener join a group by name, and the audit line says which process that was.
+TEST(Names, NsjoinAndUwsgiJoinAGroupByName) {
+  ASSERT_TRUE(RequireRoot());
+  Group group("nsb-joiners-" + std::to_string(getpid()));
+  auto member = Target::Start({.hostname = "member"});
+  ASSERT_OK(member);
+  ASSERT_TRUE(group.Add(member->pid()));
+  TempDir dir;
+  std::string uwsgi = dir.Join("uwsgi.sock");
+  auto broker = Broker::Start("socket: \"" + dir.Join("nsb.sock") + "\"\nuwsgi_socket: \"" + uwsgi +
+                              "\"\nuwsgi_target: \"grp\"\ntarget { name: \"grp\" cgroup: \"" +
+                              group.path() + "\" }\n");
+  ASSERT_OK(broker);
+  ASSERT_TRUE(broker->WaitForLog("to uWSGI")) << broker->log();
+  RunResult n = RunCommand({NsjoinBinary(), "--socket", broker->socket(), "-t", "grp", "-u", "--",
+                            "hostname"});
+  EXPECT_EQ(n.status, 0) << n.err;
+  EXPECT_EQ(n.out, "member\n");
+  RunResult u = RunCommand({"uwsgi", "--setns", uwsgi, "--hook-as-root", "exec:hostname",
+                            "--hook-as-root", "exit:0"},
+                           {.timeout = 10s});
+  EXPECT_EQ(u.status, 0) << u.err;
+  EXPECT_EQ(u.out, "member\n") << u.err;
+  std::string resolved = "pid " + std::to_string(member->pid()) + " of cgroup " + group.path();
+  EXPECT_TRUE(broker->WaitForLog("decision=grant target=grp kinds=uts peer_pid=")) << broker->log();
+  std::string log = broker->log();
+  std::size_t first = log.find(resolved);
+  ASSERT_NE(first, std::string::npos) << log;
+  EXPECT_NE(log.find(resolved, first + 1), std::string::npos) << log;  // both grants
+  member->Kill();
+}
+
 TEST(Names, MissingGroupAndUnitAreUnavailableWithTheirPath) {
   ASSERT_TRUE(RequireRoot());
   std::string missing = "nsb-missing-" + std::to_string(getpid());
