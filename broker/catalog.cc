@@ -56,6 +56,8 @@ std::unique_ptr<Catalog> Catalog::Build(Config config, Catalog* previous, Target
       entry.retry_at = moved.retry_at;
       entry.backoff = moved.backoff;
       moved.pending = true;  // its handle is ours now
+      // A resolution of the previous catalog's entry ends with it: ask again.
+      if (entry.resolving) entry.retry_at = Clock::now();
     } else {
       entry.pending = true;
       entry.gone = kOpening;

@@ -231,6 +231,26 @@ TEST(Names, AHungOrGarbledRuntimeLeavesTheBrokerServing) {
   EXPECT_EQ(StopCleanly(*broker), "");
 }
 
+// A reload in the middle of asking the runtime asks again for the new catalog, rather than
+// leaving the target "resolving" for good.
+TEST(Names, AReloadWhileTheRuntimeIsAskedAsksAgain) {
+  ASSERT_TRUE(RequireRoot());
+  TempDir dir;
+  dir.Write("slow", "#!/bin/sh\nexec sleep 100\n");
+  chmod(dir.Join("slow").c_str(), 0755);
+  auto broker = Broker::Start("target { name: \"slow\" oci { id: \"x\" runtime: \"" +
+                              dir.Join("slow") + "\" timeout_ms: 700 } }\n");
+  ASSERT_OK(broker);
+  ASSERT_TRUE(broker->WaitForLog("serving")) << broker->log();
+  kill(broker->pid(), SIGHUP);
+  ASSERT_TRUE(broker->WaitForLog("reloaded")) << broker->log();
+  std::string answer;
+  EXPECT_TRUE(WaitUntil([&] {
+    answer = Join(*broker, "slow");
+    return answer.find("timed out after 700 ms") != std::string::npos;
+  })) << answer;
+}
+
 // The cgroup2 mount as the broker finds it: /sys/fs/cgroup, or .../unified on hybrid hosts.
 std::string Cgroup2Mount() {
   std::ifstream in("/proc/self/mountinfo");
