@@ -45,7 +45,8 @@ class StateReader {
     return false;
   }
   void Space() {
-    while (at_ < s_.size() && (s_[at_] == ' ' || s_[at_] == '\t' || s_[at_] == '\n' || s_[at_] == '\r')) {
+    while (at_ < s_.size() &&
+           (s_[at_] == ' ' || s_[at_] == '\t' || s_[at_] == '\n' || s_[at_] == '\r')) {
       ++at_;
     }
   }
@@ -336,12 +337,12 @@ Result<std::unique_ptr<StateQuery>> StateQuery::Start(event_base* base, const Oc
                                           [raw](short) { raw->OnOutput(false); });
   q->err_event_ = std::make_unique<Event>(base, q->err_.get(), EV_READ | EV_PERSIST,
                                           [raw](short) { raw->OnOutput(true); });
-  q->exit_event_ = std::make_unique<Event>(base, q->pidfd_.get(), EV_READ,
-                                           [raw](short) { raw->OnExit(); });
+  q->exit_event_ =
+      std::make_unique<Event>(base, q->pidfd_.get(), EV_READ, [raw](short) { raw->OnExit(); });
   q->timeout_ = std::make_unique<Event>(base, -1, 0, [raw](short) {
-    raw->Finish(MakeError(ErrorCode::kUnavailable, raw->Command() + " timed out after " +
-                                                       std::to_string(raw->oci_.timeout_ms) +
-                                                       " ms"));
+    raw->Finish(MakeError(
+        ErrorCode::kUnavailable,
+        raw->Command() + " timed out after " + std::to_string(raw->oci_.timeout_ms) + " ms"));
   });
   q->out_event_->Add();
   q->err_event_->Add();
@@ -373,9 +374,9 @@ void StateQuery::OnOutput(bool err) {
     text.append(buf, static_cast<std::size_t>(n));
     if (err && text.size() > 2 * kMaxStderr) text.erase(0, text.size() - kMaxStderr);
     if (!err && text.size() > kMaxStateOutput) {
-      return Finish(MakeError(ErrorCode::kUnavailable,
-                              Command() + " printed more than " +
-                                  std::to_string(kMaxStateOutput / 1024) + " KiB"));
+      return Finish(MakeError(
+          ErrorCode::kUnavailable,
+          Command() + " printed more than " + std::to_string(kMaxStateOutput / 1024) + " KiB"));
     }
   }
 }
@@ -398,9 +399,9 @@ void StateQuery::OnExit() {
   }
   if (WEXITSTATUS(status) != 0) {
     std::string why = LastLine(err_text_);
-    return Finish(MakeError(ErrorCode::kUnavailable,
-                            Command() + " failed (exit " + std::to_string(WEXITSTATUS(status)) +
-                                ")" + (why.empty() ? "" : ": " + why)));
+    return Finish(MakeError(ErrorCode::kUnavailable, Command() + " failed (exit " +
+                                                         std::to_string(WEXITSTATUS(status)) + ")" +
+                                                         (why.empty() ? "" : ": " + why)));
   }
   auto state = ParseOciState(out_text_, oci_.id);
   if (state) state->asked_at_ticks = asked_at_;

@@ -327,7 +327,8 @@ Result<TargetHandlePtr> OpenNamed(pid_t pid, unsigned long long named_at, std::s
     if (text) groups = std::move(*text);
   }
   auto target = std::make_unique<ProcessTarget>(pid, std::move(pidfd), origin);
-  if (ProcessExited(target->watch_fd())) return MakeError(ErrorCode::kUnavailable, process + " exited");
+  if (ProcessExited(target->watch_fd()))
+    return MakeError(ErrorCode::kUnavailable, process + " exited");
   if (!after || after->start != before->start) {
     return MakeError(ErrorCode::kUnavailable, process + " changed while it was checked");
   }
@@ -376,7 +377,8 @@ Result<std::string> Cgroup2Mount() {
     for (std::size_t i = 0; i < fields[4].size(); ++i) {
       std::string_view f = fields[4];
       if (f[i] == '\\' && i + 3 < f.size()) {
-        point.push_back(static_cast<char>((f[i + 1] - '0') * 64 + (f[i + 2] - '0') * 8 + (f[i + 3] - '0')));
+        point.push_back(
+            static_cast<char>((f[i + 1] - '0') * 64 + (f[i + 2] - '0') * 8 + (f[i + 3] - '0')));
         i += 3;
       } else {
         point.push_back(f[i]);

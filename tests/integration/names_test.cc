@@ -164,8 +164,9 @@ TEST(Names, ContainerIsJoinedByIdAndFollowedAcrossARestart) {
   ASSERT_GT(second, 0);
   ino_t want = NsInode("/proc/" + std::to_string(second) + "/ns/uts");
   ASSERT_NE(want, NsInode("/proc/self/ns/uts"));
-  ASSERT_TRUE(WaitUntil([&] { return Join(*broker, "box", &inode) == "GRANT uts" && inode == want; }))
-      << broker->log();
+  ASSERT_TRUE(WaitUntil([&] {
+    return Join(*broker, "box", &inode) == "GRANT uts" && inode == want;
+  })) << broker->log();
   auto state = StateOf(*broker, "box");
   ASSERT_TRUE(state.has_value());
   EXPECT_TRUE(state->available());
@@ -178,7 +179,7 @@ TEST(Names, ContainerIsJoinedByIdAndFollowedAcrossARestart) {
 TEST(Names, StoppedContainerIsUnavailableWithItsReason) {
   ASSERT_TRUE(RequireRoot());
   Container box("nsb-stopped-" + std::to_string(getpid()));
-  ASSERT_GE(box.Run("stopped", "\"true\""), 0);  // 0 once "true" is done
+  ASSERT_GE(box.Run("stopped", "\"true\""), 0);            // 0 once "true" is done
   ASSERT_TRUE(WaitUntil([&] { return box.Pid() == 0; }));  // its init has exited: "stopped"
   auto broker = Broker::Start(OciTarget("box", box));
   ASSERT_OK(broker);
@@ -206,11 +207,11 @@ TEST(Names, AHungOrGarbledRuntimeLeavesTheBrokerServing) {
     return "target { name: \"" + name + "\" oci { id: \"x\" runtime: \"" + dir.Join(name) +
            "\" timeout_ms: " + std::to_string(timeout_ms) + " } }\n";
   };
-  auto broker = Broker::Start(
-      script("hangs", "exec sleep 100", 1000) +
-      script("garbage", "echo '{\"pid\": 1, \"status\": \"running\"'") +
-      script("chatty", "exec yes") + script("fails", "echo 'container x is lost' >&2; exit 3") +
-      "target { name: \"self\" self: true }\n");
+  auto broker = Broker::Start(script("hangs", "exec sleep 100", 1000) +
+                              script("garbage", "echo '{\"pid\": 1, \"status\": \"running\"'") +
+                              script("chatty", "exec yes") +
+                              script("fails", "echo 'container x is lost' >&2; exit 3") +
+                              "target { name: \"self\" self: true }\n");
   ASSERT_OK(broker);
   std::map<std::string, std::string> reasons = {
       {"hangs", "state x timed out after 1000 ms"},
@@ -226,7 +227,8 @@ TEST(Names, AHungOrGarbledRuntimeLeavesTheBrokerServing) {
       EXPECT_EQ(Join(*broker, "self"), "GRANT uts");
       EXPECT_LT(std::chrono::steady_clock::now() - start, 500ms);
       return answer.find(reason) != std::string::npos;
-    })) << name << ": " << answer;
+    })) << name
+        << ": " << answer;
   }
   EXPECT_EQ(StopCleanly(*broker), "");
 }
@@ -301,15 +303,16 @@ TEST(Names, CgroupServesItsOldestProcessAndFollowsIt) {
   ino_t inode = 0;
   ASSERT_EQ(Join(*broker, "grp", &inode), "GRANT uts");
   EXPECT_EQ(inode, NsInode(older->NsPath("uts")));
-  EXPECT_TRUE(broker->WaitForLog("pid " + std::to_string(older->pid()) + " of cgroup " +
-                                 group.path()))
+  EXPECT_TRUE(
+      broker->WaitForLog("pid " + std::to_string(older->pid()) + " of cgroup " + group.path()))
       << broker->log();
 
   // Its process replaced: the next oldest is served.
   older->Kill();
   ino_t want = NsInode(younger->NsPath("uts"));
-  ASSERT_TRUE(WaitUntil([&] { return Join(*broker, "grp", &inode) == "GRANT uts" && inode == want; }))
-      << broker->log();
+  ASSERT_TRUE(WaitUntil([&] {
+    return Join(*broker, "grp", &inode) == "GRANT uts" && inode == want;
+  })) << broker->log();
   auto state = StateOf(*broker, "grp");
   ASSERT_TRUE(state.has_value());
   EXPECT_EQ(state->pid(), younger->pid());
@@ -326,8 +329,9 @@ TEST(Names, CgroupServesItsOldestProcessAndFollowsIt) {
   ASSERT_OK(third);
   ASSERT_TRUE(group.Add(third->pid()));
   want = NsInode(third->NsPath("uts"));
-  ASSERT_TRUE(WaitUntil([&] { return Join(*broker, "grp", &inode) == "GRANT uts" && inode == want; }))
-      << broker->log();
+  ASSERT_TRUE(WaitUntil([&] {
+    return Join(*broker, "grp", &inode) == "GRANT uts" && inode == want;
+  })) << broker->log();
   third->Kill();
 }
 
@@ -346,13 +350,13 @@ TEST(Names, NsjoinAndUwsgiJoinAGroupByName) {
                               group.path() + "\" }\n");
   ASSERT_OK(broker);
   ASSERT_TRUE(broker->WaitForLog("to uWSGI")) << broker->log();
-  RunResult n = RunCommand({NsjoinBinary(), "--socket", broker->socket(), "-t", "grp", "-u", "--",
-                            "hostname"});
+  RunResult n = RunCommand(
+      {NsjoinBinary(), "--socket", broker->socket(), "-t", "grp", "-u", "--", "hostname"});
   EXPECT_EQ(n.status, 0) << n.err;
   EXPECT_EQ(n.out, "member\n");
-  RunResult u = RunCommand({"uwsgi", "--setns", uwsgi, "--hook-as-root", "exec:hostname",
-                            "--hook-as-root", "exit:0"},
-                           {.timeout = 10s});
+  RunResult u = RunCommand(
+      {"uwsgi", "--setns", uwsgi, "--hook-as-root", "exec:hostname", "--hook-as-root", "exit:0"},
+      {.timeout = 10s});
   EXPECT_EQ(u.status, 0) << u.err;
   EXPECT_EQ(u.out, "member\n") << u.err;
   std::string resolved = "pid " + std::to_string(member->pid()) + " of cgroup " + group.path();

@@ -45,7 +45,8 @@ TEST(OciState, StoppedAndPausedContainersAreNotServed) {
 TEST(OciState, GarbageIsRefusedWithWhereItWent) {
   EXPECT_EQ(Why(""), "runtime output is not JSON: expected an object at byte 0");
   EXPECT_EQ(Why("[1]"), "runtime output is not JSON: expected an object at byte 0");
-  EXPECT_EQ(Why(R"({"pid": 1, "status": "running"})" "x"),
+  EXPECT_EQ(Why(R"({"pid": 1, "status": "running"})"
+                "x"),
             "runtime output is not JSON: text after the object at byte 31");
   EXPECT_EQ(Why(R"({"pid": 1, "pid": 2, "status": "running"})"),
             "runtime output is not JSON: duplicate key \"pid\" at byte 19");
