@@ -10,8 +10,8 @@ constexpr std::chrono::milliseconds kMaxBackoff{10000};
 // Whether a handle opened for `a` serves `b` as well: the same source, the same kinds.
 // Allow rules may differ; they are policy, applied per request.
 bool SameSource(const TargetSpec& a, const TargetSpec& b) {
-  return a.source == b.source && a.pid == b.pid && a.file == b.file && a.paths == b.paths &&
-         a.expose == b.expose;
+  return a.source == b.source && a.pid == b.pid && a.file == b.file && a.oci == b.oci &&
+         a.paths == b.paths && a.expose == b.expose;
 }
 
 }  // namespace
@@ -21,6 +21,8 @@ std::size_t Catalog::Cost(const TargetSpec& spec, bool hold) {
   switch (spec.source) {
     case SourceType::kPid:
     case SourceType::kPidFile:
+    case SourceType::kOci:
+    case SourceType::kCgroup:
       return 1 + (hold ? kinds : 0);  // the pidfd, and in hold mode every exposed descriptor
     case SourceType::kJail:
       return 1;
@@ -48,9 +50,14 @@ std::unique_ptr<Catalog> Catalog::Build(Config config, Catalog* previous, Target
       entry.handle = std::move(moved.handle);
       entry.gone = moved.gone;
       entry.exited = moved.exited;
+      entry.resolving = moved.resolving;
+      entry.since = moved.since;
+      entry.restarts = moved.restarts;
       entry.retry_at = moved.retry_at;
       entry.backoff = moved.backoff;
       moved.pending = true;  // its handle is ours now
+      // A resolution of the previous catalog's entry ends with it: ask again.
+      if (entry.resolving) entry.retry_at = Clock::now();
     } else {
       entry.pending = true;
       entry.gone = kOpening;
@@ -71,22 +78,44 @@ Result<std::unique_ptr<Catalog>> Catalog::Open(Config config, const TargetOpener
 void Catalog::OpenEntry(std::size_t index, Clock::time_point now) {
   CatalogEntry& entry = entries_[index];
   entry.pending = false;
-  auto handle = opener_(*entry.spec, hold());
+  if (ResolvesInBackground(entry.spec->source)) {
+    // The lifecycle asks the runtime from the loop and Settles; keep the last reason.
+    entry.handle.reset();
+    if (entry.gone.empty() || entry.gone == kOpening) {
+      entry.gone = WhereIn(config_.file, entry.spec->location) + "target '" + entry.spec->name +
+                   "': " + kResolving + " container " + entry.spec->oci.id;
+      entry.since = std::chrono::system_clock::now();
+    }
+    entry.resolving = true;
+    entry.retry_at = now;
+    return;
+  }
+  Record(index, opener_(*entry.spec, hold()), now);
+}
+
+void Catalog::Record(std::size_t index, Result<TargetHandlePtr> handle, Clock::time_point now) {
+  CatalogEntry& entry = entries_[index];
+  entry.resolving = false;
+  bool was_available = entry.gone.empty();
   if (handle) {
+    if (!entry.exited.empty()) ++entry.restarts;
     entry.handle = std::move(*handle);
     entry.gone.clear();
     entry.exited.clear();
     entry.backoff = std::chrono::milliseconds(0);
     entry.retry_at = Clock::time_point::max();
+    entry.since = std::chrono::system_clock::now();
     return;
   }
   entry.handle.reset();
   entry.gone = (entry.exited.empty() ? "" : entry.exited + "; ") +
                WhereIn(config_.file, entry.spec->location) + "target '" + entry.spec->name +
                "': " + handle.error().message;
-  // A pid file may be written later; a fixed pid, a path or a netns that is wrong now stays
-  // wrong until the config changes (or, for netns, a reload).
-  if (entry.spec->source == SourceType::kPidFile) {
+  if (was_available) entry.since = std::chrono::system_clock::now();
+  // A pid file may be written later, a container or a group's process started; a fixed pid,
+  // a path or a netns that is wrong now stays wrong until the config changes (or, for
+  // netns, a reload).
+  if (Reresolves(entry.spec->source)) {
     entry.backoff = entry.backoff.count() == 0 ? kFirstBackoff : std::min(entry.backoff * 2, kMaxBackoff);
     entry.retry_at = now + entry.backoff;
   }
@@ -102,6 +131,21 @@ std::size_t Catalog::OpenPending(std::size_t limit) {
   std::size_t left = 0;
   for (std::size_t i = next_pending_; i < entries_.size(); ++i) left += entries_[i].pending;
   return left;
+}
+
+bool Catalog::Settle(std::size_t index, Result<TargetHandlePtr> handle, Clock::time_point now) {
+  CatalogEntry& entry = entries_.at(index);
+  if (entry.pending) return false;
+  const TargetHandle* before = entry.handle.get();
+  std::string reason = entry.gone;
+  Record(index, std::move(handle), now);
+  return entry.handle.get() != before || entry.gone != reason;
+}
+
+void Catalog::ResolveAllNow() {
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    if (entries_[i].resolving) Settle(i, ResolveNow(*entries_[i].spec, hold()), Clock::now());
+  }
 }
 
 bool Catalog::Resolve(std::size_t index, Clock::time_point now) {
@@ -121,8 +165,11 @@ const CatalogEntry* Catalog::Find(std::string_view name) const {
 void Catalog::MarkGone(std::size_t index, Clock::time_point now) {
   CatalogEntry& entry = entries_.at(index);
   if (!entry.handle) return;
-  if (entry.gone.empty()) entry.gone = entry.handle->GoneReason();
-  if (entry.spec->source == SourceType::kPidFile) {
+  if (entry.gone.empty()) {
+    entry.gone = entry.handle->GoneReason();
+    entry.since = std::chrono::system_clock::now();
+  }
+  if (Reresolves(entry.spec->source)) {
     entry.exited = entry.gone;
     entry.retry_at = now;
   }

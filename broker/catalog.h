@@ -23,9 +23,12 @@ struct CatalogEntry {
   const TargetSpec* spec = nullptr;
   TargetHandlePtr handle;  // null while unavailable
   std::string gone;        // why it is unavailable; empty while it is available
-  std::string exited;      // "process N exited", kept while a pid_file target re-resolves
+  std::string exited;      // "process N exited", kept while a target re-resolves (Reresolves)
   bool pending = false;    // not opened yet (start-up or reload in progress)
-  // pid_file targets re-resolve by themselves: the next attempt and the wait after a failure.
+  bool resolving = false;  // waiting for the lifecycle's background resolution (oci)
+  std::chrono::system_clock::time_point since{};  // when `gone` last changed to or from ""
+  std::uint64_t restarts = 0;  // new processes served after one exited
+  // Re-resolved targets: the next attempt and the wait after a failure.
   std::chrono::steady_clock::time_point retry_at = std::chrono::steady_clock::time_point::max();
   std::chrono::milliseconds backoff{0};
 };
@@ -36,6 +39,8 @@ using TargetOpener = std::function<Result<TargetHandlePtr>(const TargetSpec&, bo
 
 // The reason given for a target not opened yet.
 inline constexpr char kOpening[] = "opening (start-up or reload in progress)";
+// The reason given for an oci target while its runtime is asked for the first time.
+inline constexpr char kResolving[] = "resolving";
 
 class Catalog {
  public:
@@ -56,8 +61,16 @@ class Catalog {
   // changed). A failure schedules the next attempt with backoff (100 ms doubling to 10 s).
   // True when the entry's handle changed.
   bool Resolve(std::size_t index, std::chrono::steady_clock::time_point now);
+  // Records how the background resolution of entry `index` ended (oci targets, which Open
+  // and Resolve leave `resolving`), with the same backoff; true when the handle changed.
+  bool Settle(std::size_t index, Result<TargetHandlePtr> handle,
+              std::chrono::steady_clock::time_point now);
+  // Resolves every `resolving` entry now, blocking (--check-config, start-up in run_as mode).
+  void ResolveAllNow();
 
   const Config& config() const { return config_; }
+  // Hold mode (run_as): every exposed descriptor is opened with its target and kept.
+  bool hold() const { return config_.run_as.has_value(); }
   std::vector<CatalogEntry>& entries() { return entries_; }
   const std::vector<CatalogEntry>& entries() const { return entries_; }
   const CatalogEntry* Find(std::string_view name) const;
@@ -72,9 +85,10 @@ class Catalog {
 
  private:
   Catalog() = default;
-  bool hold() const { return config_.run_as.has_value(); }
-  // Opens entry `index` now; records the reason when it cannot.
+  // Opens entry `index` now (or marks it `resolving`); records the reason when it cannot.
   void OpenEntry(std::size_t index, std::chrono::steady_clock::time_point now);
+  void Record(std::size_t index, Result<TargetHandlePtr> handle,
+              std::chrono::steady_clock::time_point now);
 
   Config config_;
   TargetOpener opener_;

@@ -133,6 +133,51 @@ bool ValidTargetName(const std::string& name) {
   });
 }
 
+// OCI container ids as runc and crun accept them; never starting with '-', which a runtime
+// would take for an option.
+bool ValidContainerId(const std::string& id) {
+  if (id.empty() || id.size() > 1024 || id[0] == '-') return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '+';
+  });
+}
+
+// A cgroup path: absolute, no empty, "." or ".." component, no trailing slash (but "/").
+bool ValidCgroupPath(const std::string& path) {
+  if (path.empty() || path[0] != '/' || path.size() > 4096) return false;
+  if (path == "/") return true;
+  std::size_t at = 1;
+  while (at <= path.size()) {
+    std::size_t end = path.find('/', at);
+    if (end == std::string::npos) end = path.size();
+    std::string_view part(path.data() + at, end - at);
+    if (part.empty() || part == "." || part == "..") return false;
+    at = end + 1;
+  }
+  return true;
+}
+
+// systemd's default placement of a system service: /system.slice/NAME.service, and an
+// instance of a template (NAME@INSTANCE.service) under /system.slice/system-NAME.slice.
+// Units with their own Slice= are not found here (nsbrokerd(8)); `cgroup` names them.
+std::optional<std::string> UnitCgroup(const std::string& unit) {
+  constexpr std::string_view kSuffix = ".service";
+  if (unit.size() <= kSuffix.size() || unit.size() > 256 || !unit.ends_with(kSuffix)) {
+    return std::nullopt;
+  }
+  bool ok = std::all_of(unit.begin(), unit.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '@' || c == ':' || c == '\\';
+  });
+  if (!ok || unit[0] == '@' || unit[0] == '.') return std::nullopt;
+  std::size_t at = unit.find('@');
+  if (at == std::string::npos) return "/system.slice/" + unit;
+  std::string prefix = unit.substr(0, at);
+  if (prefix.find('-') != std::string::npos) return std::nullopt;  // systemd nests slices by '-'
+  return "/system.slice/system-" + prefix + ".slice/" + unit;
+}
+
 // Resolves one repeated Kind field into a set; UNSPECIFIED and JAIL-on-Linux are caught by the
 // caller against the source's kinds.
 Result<KindSet> KindsOf(const google::protobuf::RepeatedField<int>& kinds, const Where& where,
@@ -210,11 +255,60 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, Resolv
       spec.file = t.jail();
       break;
     }
+    case v1::Target::kOci: {
+      const v1::OciSource& o = t.oci();
+      Where ow = where.Nested("oci", -1);
+      if (!ValidContainerId(o.id())) {
+        return r.Fail(o.id().empty() ? ow.block() : ow.Of("id"),
+                      quoted + "oci id '" + o.id() +
+                          "' must be 1-1024 characters of [A-Za-z0-9_.+-], not starting with '-'");
+      }
+      spec.source = SourceType::kOci;
+      spec.oci.id = o.id();
+      if (!o.runtime().empty()) {
+        const std::string& rt = o.runtime();
+        bool name = std::all_of(rt.begin(), rt.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+        });
+        if (!name && (rt[0] != '/' || rt.find("/../") != std::string::npos)) {
+          return r.Fail(ow.Of("runtime"),
+                        quoted + "oci runtime must be a name (runc, crun) or an absolute path");
+        }
+        spec.oci.runtime = rt;
+      }
+      if (!o.root().empty()) {
+        if (o.root()[0] != '/') {
+          return r.Fail(ow.Of("root"), quoted + "oci root must be an absolute path");
+        }
+        spec.oci.root = o.root();
+      }
+      if (o.timeout_ms() > 0) spec.oci.timeout_ms = o.timeout_ms();
+      break;
+    }
+    case v1::Target::kCgroup:
+      if (!ValidCgroupPath(t.cgroup())) {
+        return r.Fail(where.Of("cgroup"),
+                      quoted + "cgroup must be an absolute path below the cgroup2 mount, "
+                               "without '.' or '..' components");
+      }
+      spec.source = SourceType::kCgroup;
+      spec.file = t.cgroup();
+      break;
+    case v1::Target::kUnit: {
+      auto path = UnitCgroup(t.unit());
+      if (!path) {
+        return r.Fail(where.Of("unit"), quoted + "unit '" + t.unit() +
+                                            "' must be a system service, NAME.service");
+      }
+      spec.source = SourceType::kCgroup;
+      spec.file = *path;
+      break;
+    }
     case v1::Target::SOURCE_NOT_SET:
       if (t.path_size() == 0) {
         return r.Fail(where.block(), quoted +
                                          "needs exactly one source: self, pid, pid_file, netns, "
-                                         "jail or path");
+                                         "jail, oci, cgroup, unit or path");
       }
       spec.source = SourceType::kPaths;
       for (int i = 0; i < t.path_size(); ++i) {

@@ -38,7 +38,24 @@ struct Location {
   int column = 0;
 };
 
-enum class SourceType { kSelf, kPid, kPidFile, kNetns, kPaths, kJail };
+// kOci and kCgroup (also `unit`) name a process that changes: they re-resolve by themselves,
+// as kPidFile does (lifecycle.h).
+enum class SourceType { kSelf, kPid, kPidFile, kNetns, kPaths, kJail, kOci, kCgroup };
+
+// Whether targets of `source` find their process again after it exits.
+constexpr bool Reresolves(SourceType source) {
+  return source == SourceType::kPidFile || source == SourceType::kOci ||
+         source == SourceType::kCgroup;
+}
+
+// An OCI container, asked for with `runtime [--root root] state id`.
+struct OciSpec {
+  std::string id;
+  std::string runtime = "runc";  // a name looked up in fixed directories, or an absolute path
+  std::string root;              // empty: the runtime's default
+  std::uint32_t timeout_ms = 5000;
+  bool operator==(const OciSpec&) const = default;
+};
 
 // One allow rule, resolved: it matches a uid, or a gid (primary or supplementary).
 struct Rule {
@@ -53,7 +70,10 @@ struct TargetSpec {
   std::string name;
   SourceType source = SourceType::kSelf;
   pid_t pid = 0;     // kPid
-  std::string file;  // kPidFile: the pid file; kNetns: /run/netns/NAME; kJail: name or jid
+  // kPidFile: the pid file; kNetns: /run/netns/NAME; kJail: name or jid; kCgroup: the group's
+  // path below the cgroup2 mount ("/system.slice/NAME.service" for a unit)
+  std::string file;
+  OciSpec oci;  // kOci
   std::vector<std::pair<NsKind, std::string>> paths;  // kPaths
   KindSet expose = 0;  // resolved: the explicit list or the source's default
   std::vector<Rule> rules;

@@ -94,6 +94,11 @@ Outcome Status(const Catalog& catalog, const Stats& stats, const PeerIdentity& p
     t.set_name(entry.spec->name);
     t.set_available(entry.gone.empty());
     t.set_reason(entry.gone);
+    if (entry.handle) t.set_pid(entry.handle->pid());
+    t.set_since_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            entry.since.time_since_epoch())
+                            .count());
+    t.set_restarts(entry.restarts);
     bytes += EntryBytes(t);
     if (bytes > kPageBytes && s->targets_size() > 0) {
       s->set_next_start(static_cast<std::uint32_t>(i));
@@ -214,11 +219,13 @@ Outcome HandleJoin(const Catalog& catalog, const PeerIdentity& peer, std::string
     g->set_fd_index(static_cast<std::uint32_t>(out.fds.size()));
     out.fds.push_back(std::move(e.fd));
   }
-  out.audit = Record(true, target, decision.kinds, peer, decision.reason);
+  // A target found by name says what it was resolved to: "; pid 1234 of container web1".
+  std::string resolved = entry->handle->Resolved();
+  out.audit = Record(true, target, decision.kinds, peer,
+                     resolved.empty() ? decision.reason : decision.reason + "; " + resolved);
   out.audit->target_pid = entry->handle->pid();
   for (const auto& e : grant->entries()) {
-    out.audit->namespaces.push_back(
-        {static_cast<NsKind>(e.kind()), e.ns_id(), e.inode()});
+    out.audit->namespaces.push_back({static_cast<NsKind>(e.kind()), e.ns_id(), e.inode()});
   }
   out.tally = Outcome::Tally::kGrant;
   return out;

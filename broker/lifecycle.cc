@@ -22,10 +22,12 @@ constexpr std::uint32_t kFileEvents =
 Lifecycle::Lifecycle(event_base* base)
     : base_(base),
       retry_(base, -1, 0, [this](short) { OnRetry(); }),
-      batch_(base, -1, 0, [this](short) { OnOpenBatch(); }) {}
+      batch_(base, -1, 0, [this](short) { OnOpenBatch(); }),
+      reap_(base, -1, 0, [this](short) { finished_.clear(); }) {}
 
 void Lifecycle::Watch(Catalog& catalog, std::function<void()> opened) {
   exits_.clear();  // they watch the previous catalog's entries
+  resolutions_.clear();
   retry_.Del();
   batch_.Del();
   catalog_ = &catalog;
@@ -134,16 +136,57 @@ void Lifecycle::OnRetry() {
   auto& entries = catalog_->entries();
   for (std::size_t i = 0; i < entries.size(); ++i) {
     if (entries[i].pending || entries[i].retry_at > now) continue;
+    if (ResolvesInBackground(entries[i].spec->source)) {
+      StartResolving(i);
+      continue;
+    }
     bool was_available = entries[i].gone.empty();
     if (!catalog_->Resolve(i, now)) continue;
     WatchEntry(i);
-    const CatalogEntry& e = entries[i];
-    if (e.gone.empty()) {
-      LogLine("target '" + e.spec->name + "' is available: " + e.spec->file + " re-read");
-    } else if (was_available || e.backoff.count() <= 100) {
-      LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
-    }
+    LogChange(i, was_available);
   }
+  ScheduleRetry();
+}
+
+void Lifecycle::LogChange(std::size_t index, bool was_available) {
+  const CatalogEntry& e = catalog_->entries()[index];
+  if (e.gone.empty()) {
+    std::string found = e.handle->Resolved();
+    LogLine("target '" + e.spec->name + "' is available: " +
+            (found.empty() ? e.spec->file + " re-read" : found));
+  } else if (was_available || e.backoff.count() <= 100) {
+    LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
+  }
+}
+
+void Lifecycle::StartResolving(std::size_t index) {
+  CatalogEntry& entry = catalog_->entries()[index];
+  entry.retry_at = Clock::time_point::max();  // until this resolution ends
+  if (resolutions_.contains(index)) return;
+  auto work = StartResolve(base_, *entry.spec, catalog_->hold(),
+                           [this, index](Result<TargetHandlePtr> handle) {
+                             OnResolved(index, std::move(handle));
+                           });
+  if (work) {
+    resolutions_.emplace(index, std::move(*work));
+    return;
+  }
+  bool was_available = entry.gone.empty();
+  catalog_->Settle(index, std::unexpected(std::move(work.error())), Clock::now());
+  LogChange(index, was_available);
+}
+
+void Lifecycle::OnResolved(std::size_t index, Result<TargetHandlePtr> handle) {
+  auto it = resolutions_.find(index);
+  if (it != resolutions_.end()) {
+    finished_.push_back(std::move(it->second));
+    resolutions_.erase(it);
+    reap_.Add(std::chrono::milliseconds(0));
+  }
+  bool was_available = catalog_->entries()[index].gone.empty();
+  catalog_->Settle(index, std::move(handle), Clock::now());
+  WatchEntry(index);
+  LogChange(index, was_available);
   ScheduleRetry();
 }
 
@@ -153,7 +196,10 @@ void Lifecycle::OnOpenBatch() {
   for (std::size_t i = from; i < catalog_->opened_upto(); ++i) {
     WatchEntry(i);
     const CatalogEntry& e = catalog_->entries()[i];
-    if (!e.gone.empty()) LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
+    // A target still asking its runtime (oci) logs when the answer comes.
+    if (!e.gone.empty() && !e.resolving) {
+      LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
+    }
   }
   if (left > 0) return batch_.Add(std::chrono::milliseconds(0));
   opening_ = false;

@@ -1,6 +1,7 @@
 // Owns the life of the live catalog's targets after load: a pidfd watch per process target,
-// inotify on the directories of pid files, re-resolution with backoff, and opening a new
-// catalog's targets a batch per loop turn. Never blocks the loop on a target.
+// inotify on the directories of pid files, re-resolution with backoff (pid files, containers,
+// cgroups; containers through a background Resolution), and opening a new catalog's targets a
+// batch per loop turn. Never blocks the loop on a target.
 //
 //   nsbroker::Lifecycle lifecycle(base);
 //   lifecycle.Watch(*catalog, [] { NotifyReady("reloaded"); });  // after a swap
@@ -43,6 +44,10 @@ class Lifecycle {
   void OnRetry();
   void OnOpenBatch();
   void ScheduleRetry();
+  void StartResolving(std::size_t index);
+  void OnResolved(std::size_t index, Result<TargetHandlePtr> handle);
+  // Logs a change of entry `index` after a resolution that was `was_available` before.
+  void LogChange(std::size_t index, bool was_available);
 
   event_base* base_;
   Catalog* catalog_ = nullptr;
@@ -53,8 +58,13 @@ class Lifecycle {
   std::unique_ptr<Event> inotify_event_;
   // inotify watch -> file name in that directory -> entries of pid files with that name.
   std::unordered_map<int, std::unordered_map<std::string, std::vector<std::size_t>>> files_;
+  // Background resolutions in progress (entry -> its work), and finished ones, freed by
+  // reap_ once the loop is out of their callbacks.
+  std::unordered_map<std::size_t, std::unique_ptr<Resolution>> resolutions_;
+  std::vector<std::unique_ptr<Resolution>> finished_;
   Event retry_;
   Event batch_;
+  Event reap_;
 };
 
 }  // namespace nsbroker

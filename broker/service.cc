@@ -154,7 +154,8 @@ std::string StatusText(const Server& server) {
 std::vector<std::string> Warnings(const Catalog& catalog) {
   std::vector<std::string> out;
   for (const CatalogEntry& e : catalog.entries()) {
-    if (!e.gone.empty()) out.push_back("warning: unavailable: " + e.gone);
+    // oci targets still resolving are found from the loop, and say so then.
+    if (!e.gone.empty() && !e.resolving) out.push_back("warning: unavailable: " + e.gone);
   }
   return out;
 }
@@ -168,6 +169,7 @@ Result<ConfigReport> CheckConfig(const ServiceOptions& options) {
   ConfigReport report;
   auto catalog = Catalog::Open(*config);
   if (!catalog) return std::unexpected(std::move(catalog.error()));
+  (*catalog)->ResolveAllNow();  // the containers' state now, a runtime run each
   report.warnings = Warnings(**catalog);
   report.config = std::move(*config);
   return report;
@@ -210,6 +212,9 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
   // opened is unavailable with its reason, and the others are served.
   auto catalog = Catalog::Open(std::move(*config));
   if (!catalog) return std::unexpected(std::move(catalog.error()));
+  // Without root later, containers must be found now; as root the loop finds them, so that
+  // a slow runtime delays no one.
+  if (run_as) (*catalog)->ResolveAllNow();
   for (const std::string& warning : Warnings(**catalog)) LogLine(warning);
   const Config& c = (*catalog)->config();
   // Socket activation (systemd.h): the sockets systemd passed, told apart by name.

@@ -6,7 +6,10 @@
 //   auto entries = (*handle)->Open(KindBit(NsKind::kNet) | KindBit(NsKind::kUts));
 #pragma once
 
+#include <event2/event.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,8 +51,11 @@ class TargetHandle {
   virtual int watch_fd() const = 0;
   // Why the target is gone, once watch_fd() became readable: "process 1234 exited".
   virtual std::string GoneReason() const = 0;
-  // The process the target resolved to, for the audit; 0 when there is none to name.
+  // The process served, for Status; 0 for targets that are not a process.
   virtual pid_t pid() const { return 0; }
+  // What a name was resolved to, for audit lines: "pid 1234 of container web1"; empty for
+  // targets whose config names the process or files themselves.
+  virtual std::string Resolved() const { return {}; }
   // The jail of a jail target, checked to still be the jail that was resolved. With
   // `descriptor`, a jail descriptor comes along where the kernel has them; whether a peer may
   // have one is the handler's decision, never the platform's. Other targets have no jail.
@@ -63,6 +69,21 @@ using TargetHandlePtr = std::unique_ptr<TargetHandle>;
 // now (needed before a privilege drop, and for sources that cannot be reached later);
 // otherwise a process is pinned (pidfd) and its descriptors are fetched per grant.
 [[nodiscard]] Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool hold);
+
+// Targets resolved by running something (oci: the runtime's `state`), never in the loop's own
+// time: StartResolve watches the work from the loop and calls `done` from it, once.
+constexpr bool ResolvesInBackground(SourceType source) { return source == SourceType::kOci; }
+class Resolution {
+ public:
+  virtual ~Resolution() = default;  // abandons the work (a runtime still running is killed)
+};
+using ResolveDone = std::function<void(Result<TargetHandlePtr>)>;
+// `done` must not destroy the Resolution (it runs inside one of its events).
+[[nodiscard]] Result<std::unique_ptr<Resolution>> StartResolve(event_base* base,
+                                                               const TargetSpec& spec, bool hold,
+                                                               ResolveDone done);
+// The same, run to its end now (--check-config, and start-up before a privilege drop).
+[[nodiscard]] Result<TargetHandlePtr> ResolveNow(const TargetSpec& spec, bool hold);
 
 // Whether this platform serves targets of this source type.
 bool SourceSupported(SourceType source);

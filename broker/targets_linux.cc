@@ -9,10 +9,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <optional>
 
 #include "cgroup_linux.h"
+#include "oci_state.h"
 #include "targets.h"
 #include "trusted_file.h"
 
@@ -156,7 +159,9 @@ class HeldTarget : public TargetHandle {
 // pid and pid_file targets: pinned by a pidfd, so a recycled pid is never served.
 class ProcessTarget : public TargetHandle {
  public:
-  ProcessTarget(pid_t pid, UniqueFd pidfd) : pid_(pid), pidfd_(std::move(pidfd)) {}
+  // `origin`: what named the process ("container web1", "cgroup /x"); empty for pid, pid_file.
+  ProcessTarget(pid_t pid, UniqueFd pidfd, std::string origin = {})
+      : pid_(pid), pidfd_(std::move(pidfd)), origin_(std::move(origin)) {}
 
   // Opens and keeps every kind in `kinds` (hold mode: before a privilege drop).
   Result<void> Hold(KindSet kinds) {
@@ -177,6 +182,9 @@ class ProcessTarget : public TargetHandle {
   int watch_fd() const override { return pidfd_.get(); }
   std::string GoneReason() const override { return "process " + std::to_string(pid_) + " exited"; }
   pid_t pid() const override { return pid_; }
+  std::string Resolved() const override {
+    return origin_.empty() ? "" : "pid " + std::to_string(pid_) + " of " + origin_;
+  }
 
  private:
   std::unexpected<Error> Gone() const { return MakeError(ErrorCode::kUnavailable, GoneReason()); }
@@ -222,6 +230,7 @@ class ProcessTarget : public TargetHandle {
 
   pid_t pid_;
   UniqueFd pidfd_;
+  std::string origin_;
   bool holding_ = false;
   std::vector<EntryFd> held_;
 };
@@ -263,7 +272,211 @@ Result<TargetHandlePtr> OpenProcess(pid_t pid, KindSet kinds, bool hold) {
   return target;
 }
 
+// Reads a small /proc file whole (procfs: never blocks).
+Result<std::string> ReadProc(const std::string& path, std::size_t limit) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return SysError(ErrorCode::kUnavailable, "open " + path);
+  std::string text;
+  char buf[4096];
+  while (text.size() < limit) {
+    ssize_t n = read(fd.get(), buf, std::min(sizeof buf, limit - text.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return SysError(ErrorCode::kUnavailable, "read " + path);
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  return text;
+}
+
+// /proc/PID/stat's state (field 3) and start time (field 22, clock ticks since boot).
+struct ProcStat {
+  char state = '?';
+  unsigned long long start = 0;
+};
+std::optional<ProcStat> ReadStat(pid_t pid) {
+  auto text = ReadProc("/proc/" + std::to_string(pid) + "/stat", 1024);
+  if (!text) return std::nullopt;
+  std::size_t paren = text->rfind(')');  // the command name may hold spaces and ')'
+  if (paren == std::string::npos || paren + 2 >= text->size()) return std::nullopt;
+  std::string_view rest = std::string_view(*text).substr(paren + 2);
+  ProcStat stat{.state = rest[0]};
+  for (int field = 3; field < 22; ++field) {
+    std::size_t space = rest.find(' ');
+    if (space == std::string_view::npos) return std::nullopt;
+    rest.remove_prefix(space + 1);
+  }
+  auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), stat.start);
+  if (ec != std::errc()) return std::nullopt;
+  return stat;
+}
+
+// Pins `pid` with a pidfd and checks it is the process that was named: its start time is
+// the same before and after the pidfd was opened (so the pidfd is that process), and earlier
+// than `named_at` (boot ticks when the runtime was asked or the group was read): a process
+// started later took a pid freed meanwhile. With `cgroup`, it must still be in that group.
+Result<TargetHandlePtr> OpenNamed(pid_t pid, unsigned long long named_at, std::string origin,
+                                  const std::string* cgroup, KindSet kinds, bool hold) {
+  const std::string process = "process " + std::to_string(pid);
+  auto before = ReadStat(pid);
+  if (!before) return MakeError(ErrorCode::kUnavailable, "no " + process + " (" + origin + ")");
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.valid()) {
+    if (errno == ESRCH) return MakeError(ErrorCode::kUnavailable, process + " exited");
+    return SysError("pidfd_open " + std::to_string(pid));
+  }
+  auto after = ReadStat(pid);
+  std::optional<std::string> groups;
+  if (cgroup != nullptr) {
+    auto text = ReadProc("/proc/" + std::to_string(pid) + "/cgroup", 65536);
+    if (text) groups = std::move(*text);
+  }
+  auto target = std::make_unique<ProcessTarget>(pid, std::move(pidfd), origin);
+  if (ProcessExited(target->watch_fd()))
+    return MakeError(ErrorCode::kUnavailable, process + " exited");
+  if (!after || after->start != before->start) {
+    return MakeError(ErrorCode::kUnavailable, process + " changed while it was checked");
+  }
+  if (before->start >= named_at) {
+    return MakeError(ErrorCode::kUnavailable,
+                     process + " started after " + origin + " named it (a pid reused)");
+  }
+  if (cgroup != nullptr) {
+    // The unified hierarchy's line: "0::/PATH".
+    std::string line = "0::" + *cgroup + "\n";
+    if (!groups || !(groups->starts_with(line) || groups->find("\n" + line) != std::string::npos)) {
+      return MakeError(ErrorCode::kUnavailable, process + " left " + origin);
+    }
+  }
+  if (hold) {
+    auto held = target->Hold(kinds);
+    if (!held) return std::unexpected(std::move(held.error()));
+  }
+  return target;
+}
+
+// Where the cgroup2 hierarchy is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on
+// hybrid hosts; the first cgroup2 mount of its root in /proc/self/mountinfo.
+Result<std::string> Cgroup2Mount() {
+  static std::optional<std::string> found;
+  if (found) return *found;
+  auto text = ReadProc("/proc/self/mountinfo", 4 << 20);
+  if (!text) return std::unexpected(std::move(text.error()));
+  std::string_view rest = *text;
+  while (!rest.empty()) {
+    std::size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+    std::size_t dash = line.find(" - ");
+    if (dash == std::string_view::npos || !line.substr(dash + 3).starts_with("cgroup2 ")) continue;
+    std::vector<std::string_view> fields;
+    for (std::string_view f = line.substr(0, dash); !f.empty();) {
+      std::size_t sp = f.find(' ');
+      fields.push_back(f.substr(0, sp));
+      f = sp == std::string_view::npos ? std::string_view() : f.substr(sp + 1);
+    }
+    if (fields.size() < 5 || fields[3] != "/") continue;
+    // Mount points escape space, tab, newline and backslash as \ooo.
+    std::string point;
+    for (std::size_t i = 0; i < fields[4].size(); ++i) {
+      std::string_view f = fields[4];
+      if (f[i] == '\\' && i + 3 < f.size()) {
+        point.push_back(
+            static_cast<char>((f[i + 1] - '0') * 64 + (f[i + 2] - '0') * 8 + (f[i + 3] - '0')));
+        i += 3;
+      } else {
+        point.push_back(f[i]);
+      }
+    }
+    found = point;
+    return point;
+  }
+  return MakeError(ErrorCode::kUnavailable, "no cgroup2 mount in /proc/self/mountinfo");
+}
+
+// Most pids of a group looked at: its oldest is found among the first this many.
+constexpr std::size_t kMaxGroupPids = 4096;
+
+// A cgroup target: the oldest live process of the group. cgroup.procs is read under the
+// rules of pid files (trusted_file.h): a group a user owns (delegated) is refused, since its
+// owner decides which of its processes is oldest there.
+Result<TargetHandlePtr> OpenCgroup(const TargetSpec& spec, bool hold) {
+  auto mount = Cgroup2Mount();
+  if (!mount) return std::unexpected(std::move(mount.error()));
+  const std::string origin = "cgroup " + spec.file;
+  unsigned long long named_at = BootTicksNow();
+  std::string dir = *mount + (spec.file == "/" ? "" : spec.file);
+  auto fd = OpenTrusted(dir + "/cgroup.procs", O_RDONLY);
+  if (!fd) {
+    if (fd.error().code == ErrorCode::kNotFound) {
+      return MakeError(ErrorCode::kUnavailable, origin + " does not exist (under " + *mount + ")");
+    }
+    return std::unexpected(std::move(fd.error()));
+  }
+  std::string text;
+  char buf[8192];
+  while (text.size() < kMaxGroupPids * 8) {
+    ssize_t n = read(fd->get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return SysError(ErrorCode::kUnavailable, "read " + dir + "/cgroup.procs");
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  pid_t oldest = 0;
+  ProcStat oldest_stat;
+  std::size_t seen = 0;
+  for (std::string_view rest = text; !rest.empty() && seen < kMaxGroupPids; ++seen) {
+    std::size_t nl = rest.find('\n');
+    if (nl == std::string_view::npos) break;  // cut short by our bound
+    pid_t pid = 0;
+    auto [end, ec] = std::from_chars(rest.data(), rest.data() + nl, pid);
+    rest.remove_prefix(nl + 1);
+    if (ec != std::errc() || pid <= 0) continue;
+    auto stat = ReadStat(pid);
+    if (!stat || stat->state == 'Z' || stat->state == 'X') continue;
+    if (oldest == 0 || stat->start < oldest_stat.start ||
+        (stat->start == oldest_stat.start && pid < oldest)) {
+      oldest = pid;
+      oldest_stat = *stat;
+    }
+  }
+  if (oldest == 0) return MakeError(ErrorCode::kUnavailable, origin + " has no process");
+  return OpenNamed(oldest, named_at, origin, &spec.file, spec.expose, hold);
+}
+
+// An oci target's resolution: the runtime's state, then its pid pinned and checked.
+class ContainerResolution : public Resolution {
+ public:
+  std::unique_ptr<StateQuery> query;
+};
+
+Result<TargetHandlePtr> OpenContainer(const TargetSpec& spec, const OciState& state, bool hold) {
+  return OpenNamed(state.pid, state.asked_at_ticks, "container " + spec.oci.id, nullptr,
+                   spec.expose, hold);
+}
+
 }  // namespace
+
+Result<std::unique_ptr<Resolution>> StartResolve(event_base* base, const TargetSpec& spec,
+                                                 bool hold, ResolveDone done) {
+  if (spec.source != SourceType::kOci) {
+    return MakeError(ErrorCode::kInternal, "target '" + spec.name + "' resolves in the loop");
+  }
+  auto resolution = std::make_unique<ContainerResolution>();
+  auto query = StateQuery::Start(base, spec.oci, [&spec, hold, done](Result<OciState> state) {
+    if (!state) return done(std::unexpected(std::move(state.error())));
+    done(OpenContainer(spec, *state, hold));
+  });
+  if (!query) return std::unexpected(std::move(query.error()));
+  resolution->query = std::move(*query);
+  return resolution;
+}
+
+Result<TargetHandlePtr> ResolveNow(const TargetSpec& spec, bool hold) {
+  auto state = QueryStateNow(spec.oci);
+  if (!state) return std::unexpected(std::move(state.error()));
+  return OpenContainer(spec, *state, hold);
+}
 
 bool SourceSupported(SourceType source) { return source != SourceType::kJail; }
 
@@ -272,6 +485,8 @@ KindSet SourceKinds(const TargetSpec& spec) {
     case SourceType::kSelf:
     case SourceType::kPid:
     case SourceType::kPidFile:
+    case SourceType::kOci:
+    case SourceType::kCgroup:
       return kProcessKinds;
     case SourceType::kNetns:
       return KindBit(NsKind::kNet);
@@ -295,6 +510,10 @@ Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool hold) {
       if (!pid) return std::unexpected(std::move(pid.error()));
       return OpenProcess(*pid, spec.expose, hold);
     }
+    case SourceType::kCgroup:
+      return OpenCgroup(spec, hold);
+    case SourceType::kOci:
+      return ResolveNow(spec, hold);  // blocks: the loop uses StartResolve instead
     case SourceType::kSelf:
     case SourceType::kNetns:
     case SourceType::kPaths: {

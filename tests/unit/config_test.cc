@@ -111,8 +111,8 @@ TEST(Config, TwoSourcesAreRefused) {
   EXPECT_EQ(ParseError("target { name: \"a\"\n pid: 3\n path { kind: NET file: \"/x\" } }").message,
             "t.conf:3:2: target 'a': path cannot be combined with another source");
   EXPECT_EQ(ParseError("\ntarget { name: \"a\" }").message,
-            "t.conf:2:1: target 'a': needs exactly one source: self, pid, pid_file, netns, jail "
-            "or path");
+            "t.conf:2:1: target 'a': needs exactly one source: self, pid, pid_file, netns, jail, "
+            "oci, cgroup, unit or path");
 }
 
 TEST(Config, BadKindsForTheSourceAreRefused) {
@@ -175,6 +175,53 @@ TEST(Config, PackagedExampleIsValidTextFormat) {
   EXPECT_TRUE(std::regex_search(config.error().message,
                                 std::regex(":\\d+:\\d+: .*unknown (user|group) '")))
       << config.error().message;
+}
+
+TEST(Config, ContainersCgroupsAndUnitsResolve) {
+  auto config = ParseConfig(R"(
+target { name: "c1" oci { id: "web-1" } }
+target { name: "c2" oci { id: "db.2" runtime: "crun" root: "/run/crun" timeout_ms: 300 } }
+target { name: "g" cgroup: "/system.slice/nginx.service" expose: [NET] }
+target { name: "u" unit: "nginx.service" }
+target { name: "i" unit: "getty@tty1.service" }
+)",
+                            "t.conf");
+  ASSERT_OK(config);
+  const auto& t = config->targets;
+  EXPECT_EQ(t[0].source, SourceType::kOci);
+  EXPECT_EQ(t[0].oci, (OciSpec{.id = "web-1"}));
+  EXPECT_EQ(t[1].oci, (OciSpec{.id = "db.2", .runtime = "crun", .root = "/run/crun",
+                               .timeout_ms = 300}));
+  EXPECT_EQ(t[2].source, SourceType::kCgroup);
+  EXPECT_EQ(t[2].file, "/system.slice/nginx.service");
+  EXPECT_EQ(t[3].source, SourceType::kCgroup);
+  EXPECT_EQ(t[3].file, "/system.slice/nginx.service");
+  EXPECT_EQ(t[4].file, "/system.slice/system-getty.slice/getty@tty1.service");
+}
+
+TEST(Config, BadContainersCgroupsAndUnitsAreRefused) {
+  EXPECT_EQ(ParseError("target { name: \"a\" oci { id: \"--root=/tmp\" } }").message,
+            "t.conf:1:26: target 'a': oci id '--root=/tmp' must be 1-1024 characters of "
+            "[A-Za-z0-9_.+-], not starting with '-'");
+  EXPECT_EQ(ParseError("target { name: \"a\"\noci { }\n}").message,
+            "t.conf:2:1: target 'a': oci id '' must be 1-1024 characters of [A-Za-z0-9_.+-], "
+            "not starting with '-'");
+  EXPECT_EQ(ParseError("target { name: \"a\" oci { id: \"x\" runtime: \"bin/runc\" } }").message,
+            "t.conf:1:34: target 'a': oci runtime must be a name (runc, crun) or an absolute path");
+  EXPECT_EQ(ParseError("target { name: \"a\" oci { id: \"x\" root: \"run\" } }").message,
+            "t.conf:1:34: target 'a': oci root must be an absolute path");
+  for (const char* bad : {"x", "/a/../b", "/a//b", "/a/", "/./a", ""}) {
+    EXPECT_NE(ParseError("target { name: \"a\" cgroup: \"" + std::string(bad) + "\" }")
+                  .message.find("cgroup must be an absolute path below the cgroup2 mount"),
+              std::string::npos)
+        << bad;
+  }
+  for (const char* bad : {"nginx", "../x.service", "a/b.service", ".service", "x-y@z.service"}) {
+    EXPECT_EQ(ParseError("target { name: \"a\" unit: \"" + std::string(bad) + "\" }").message,
+              "t.conf:1:20: target 'a': unit '" + std::string(bad) +
+                  "' must be a system service, NAME.service")
+        << bad;
+  }
 }
 
 TEST(Config, KindSetHelpers) {
