@@ -90,17 +90,30 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec) {
   return log;
 }
 
-AuditLog::~AuditLog() = default;
+AuditLog::~AuditLog() { Commit(); }
 
 void AuditLog::Write(const AuditRecord& record) {
+  Stage(record);
+  Commit();
+}
+
+void AuditLog::Stage(const AuditRecord& record) {
   std::string line = FormatAuditLine(record, std::chrono::system_clock::now());
   if (syslog_) {
+    // syslog(3) takes one line per call; it is sent at once, which is before the response.
     syslog(LOG_AUTHPRIV | LOG_NOTICE, "%s", line.c_str());
     return;
   }
-  // One write(2) per line, so that concurrent writers to an O_APPEND file never interleave.
-  line += '\n';
-  WriteAll(file_.valid() ? file_.get() : STDERR_FILENO, line);
+  staged_ += line;
+  staged_ += '\n';
+}
+
+void AuditLog::Commit() {
+  if (staged_.empty()) return;
+  // One write(2) of whole lines, so that concurrent writers to an O_APPEND file never
+  // interleave within a line.
+  WriteAll(file_.valid() ? file_.get() : STDERR_FILENO, staged_);
+  staged_.clear();
 }
 
 void LogLine(std::string_view message) {

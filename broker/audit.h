@@ -41,13 +41,20 @@ class AuditLog {
   // must be a regular file: O_NOFOLLOW (no link a user planted), O_NOCTTY, O_NONBLOCK.
   [[nodiscard]] static Result<std::unique_ptr<AuditLog>> Open(const std::string& spec);
   ~AuditLog();
+  // Stage + Commit.
   void Write(const AuditRecord& record);
+  // Group commit: lines staged during one loop turn go out in one write(2) on Commit, which
+  // the server calls before it sends any of that turn's responses: a crash can lose a
+  // grant that was never sent, never the line of one that was.
+  void Stage(const AuditRecord& record);
+  void Commit();
 
  private:
   AuditLog() = default;
   std::string spec_;
   UniqueFd file_;  // the audit file; invalid for stderr and syslog
   bool syslog_ = false;
+  std::string staged_;  // complete lines, newline-terminated
 };
 
 // One operational line on stderr: "nsbrokerd: MESSAGE".
