@@ -31,7 +31,7 @@ KindSet UwsgiKinds() {
 }
 
 std::string UwsgiGreeting(int count) {
-  std::string out(kUwsgiGreetingMagic, sizeof kUwsgiGreetingMagic - 1);
+  std::string out(kUwsgiMagic);
   out.append(reinterpret_cast<const char*>(&count), sizeof count);
   return out;
 }

@@ -19,16 +19,15 @@
 #include "nsbroker/error.h"
 #include "nsbroker/ns_kind.h"
 #include "nsbroker/unique_fd.h"
+#include "nsbroker/uwsgi_format.h"
 #include "policy.h"
 
 namespace nsbroker {
 
 class Server;
 
-// uWSGI 2.0's setns-socket greeting: "uwsgi-setns" (no NUL), then the descriptor count as a
-// host-endian int; the descriptors ride on the same sendmsg as one SCM_RIGHTS message.
-inline constexpr char kUwsgiGreetingMagic[] = "uwsgi-setns";
-inline constexpr std::size_t kUwsgiGreetingBytes = sizeof kUwsgiGreetingMagic - 1 + sizeof(int);
+// The greeting's format (magic, count, one SCM_RIGHTS message): nsbroker/uwsgi_format.h,
+// shared with libnsjoin's client.
 
 // What goes out, in this order. uWSGI's client calls setns(fd, 0) on each in turn and stops
 // at the first failure, so: never USER (root entering a user namespace loses its
