@@ -100,20 +100,33 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec, AuditF
   return log;
 }
 
-AuditLog::~AuditLog() = default;
+AuditLog::~AuditLog() { Commit(); }
 
 void AuditLog::Write(const AuditRecord& record) {
+  Stage(record);
+  Commit();
+}
+
+void AuditLog::Stage(const AuditRecord& record) {
   auto now = std::chrono::system_clock::now();
   std::string line = format_ == AuditFormat::kJson ? FormatAuditJson(record, now)
                                                    : FormatAuditLine(record, now);
   if (syslog_) {
+    // syslog(3) takes one line per call; it is sent at once, which is before the response.
     syslog(LOG_AUTHPRIV | LOG_NOTICE, "%s", line.c_str());
     return;
   }
-  // One write(2) per line, so that concurrent writers to an O_APPEND file never interleave.
-  line += '\n';
-  if (!file_.valid()) line.insert(0, JournalPrefix(LogPriority::kNotice));  // as syslog's
-  WriteAll(file_.valid() ? file_.get() : STDERR_FILENO, line);
+  if (!file_.valid()) staged_ += JournalPrefix(LogPriority::kNotice);  // as syslog's
+  staged_ += line;
+  staged_ += '\n';
+}
+
+void AuditLog::Commit() {
+  if (staged_.empty()) return;
+  // One write(2) of whole lines, so that concurrent writers to an O_APPEND file never
+  // interleave within a line.
+  WriteAll(file_.valid() ? file_.get() : STDERR_FILENO, staged_);
+  staged_.clear();
 }
 
 void LogLine(std::string_view message, LogPriority priority) {

@@ -53,7 +53,13 @@ class AuditLog {
   [[nodiscard]] static Result<std::unique_ptr<AuditLog>> Open(
       const std::string& spec, AuditFormat format = AuditFormat::kText);
   ~AuditLog();
+  // Stage + Commit.
   void Write(const AuditRecord& record);
+  // Group commit: lines staged during one loop turn go out in one write(2) on Commit, which
+  // the server calls before it sends any of that turn's responses: a crash can lose a
+  // grant that was never sent, never the line of one that was.
+  void Stage(const AuditRecord& record);
+  void Commit();
 
  private:
   AuditLog() = default;
@@ -61,6 +67,7 @@ class AuditLog {
   AuditFormat format_ = AuditFormat::kText;
   UniqueFd file_;  // the audit file; invalid for stderr and syslog
   bool syslog_ = false;
+  std::string staged_;  // complete lines, newline-terminated
 };
 
 // syslog(3) priorities, for the "<N>" prefix journald reads (sd-daemon(3)).

@@ -210,6 +210,7 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, Resolv
   TargetSpec spec;
   spec.name = t.name();
   spec.location = where.block();
+  if (t.has_refresh_ms()) spec.refresh_ms = t.refresh_ms();
   if (!ValidTargetName(t.name())) {
     return r.Fail(t.name().empty() ? where.block() : where.Of("name"),
                   "target name '" + t.name() + "' must be 1-64 characters of [A-Za-z0-9._@:-]");
@@ -489,6 +490,7 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
   if (proto.max_connection_age_ms() > 0) {
     config.max_connection_age_ms = proto.max_connection_age_ms();
   }
+  if (proto.has_refresh_ms()) config.refresh_ms = proto.refresh_ms();
   config.uwsgi_socket = proto.uwsgi_socket();
   config.uwsgi_target = proto.uwsgi_target();
 

@@ -77,6 +77,9 @@ struct TargetSpec {
   std::vector<std::pair<NsKind, std::string>> paths;  // kPaths
   KindSet expose = 0;  // resolved: the explicit list or the source's default
   std::vector<Rule> rules;
+  // Per target: how old a held grant set may be (nsbrokerd(8), GRANT CACHE); unset: the
+  // config's refresh_ms.
+  std::optional<std::uint32_t> refresh_ms;
   Location location;  // of the target block, for errors found when it is opened
 };
 
@@ -107,6 +110,9 @@ struct Config {
   // A connection is closed this long after it was accepted, busy or not, so that idle
   // clients kept alive by a request now and then cannot hold capacity forever.
   std::uint32_t max_connection_age_ms = 60000;
+  // A held grant set is fetched again from its pidfd once it is this old: a namespace the
+  // target changed to is served within a second, for one fetch per hot target per second.
+  std::uint32_t refresh_ms = 1000;
   std::string uwsgi_socket;
   std::string uwsgi_target;
   std::vector<TargetSpec> targets;

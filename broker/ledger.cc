@@ -41,14 +41,15 @@ std::size_t Ledger::total() const {
 Result<void> Ledger::Fit(const Config& config, std::size_t target_fds) const {
   auto n = [](std::size_t v) { return std::to_string(v); };
   const std::string budget = "the descriptor budget " + n(budget_) + " (RLIMIT_NOFILE)";
+  // The grant cache is not counted: it shrinks to what this config leaves it.
   std::size_t table = held(Account::kReserved) + held(Account::kListeners) + target_fds +
-                      held(Account::kGrantCache) + config.max_connections;
+                      config.max_connections;
   if (table > budget_) {
     return MakeError(ErrorCode::kResourceExhausted,
                      config.file + ": max_connections " + n(config.max_connections) + " + " +
                          n(target_fds) + " target descriptors + " + n(held(Account::kListeners)) +
-                         " listeners + " + n(held(Account::kGrantCache)) + " cached + " +
-                         n(held(Account::kReserved)) + " reserved = " + n(table) + " exceed " +
+                         " listeners + " + n(held(Account::kReserved)) + " reserved = " +
+                         n(table) + " exceed " +
                          budget);
   }
   if (config.root_reserve >= config.max_connections) {
@@ -65,6 +66,12 @@ Result<void> Ledger::Fit(const Config& config, std::size_t target_fds) const {
                          n(kMaxGrantDescriptors) + ") exceed " + budget);
   }
   return {};
+}
+
+std::size_t Ledger::CacheRoom() const {
+  std::size_t others = held(Account::kReserved) + held(Account::kListeners) +
+                       held(Account::kTargets) + max_connections_;
+  return others >= budget_ ? 0 : budget_ - others;
 }
 
 void Ledger::Apply(const Config& config) {

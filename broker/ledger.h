@@ -19,7 +19,8 @@
 namespace nsbroker {
 
 // The accounts of the descriptor table. kConnections covers live connections and the sockets
-// kept for unread grants alike; kGrantCache is for held grant sets (none are cached yet).
+// kept for unread grants alike; kGrantCache is for the grant cache's held sets, which take
+// what the others leave (CacheRoom) and yield to them at every reload.
 enum class Account { kReserved, kListeners, kTargets, kGrantCache, kConnections };
 inline constexpr std::size_t kAccounts = 5;
 const char* AccountName(Account account);
@@ -49,6 +50,9 @@ class Ledger {
   std::size_t held(Account account) const { return held_[Index(account)]; }
   std::size_t total() const;
   std::size_t budget() const { return budget_; }
+  // What the grant cache may hold: the budget less the reserve, the listeners, the targets
+  // and max_connections (so that the cache never costs a connection).
+  std::size_t CacheRoom() const;
   // One more descriptor (an accept) fits beside everything the accounts may hold.
   bool RoomToAccept() const { return total() < budget_; }
 

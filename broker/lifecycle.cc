@@ -87,10 +87,16 @@ void Lifecycle::WatchFiles() {
 
 void Lifecycle::OnExit(std::size_t index) {
   exits_.erase(index);
+  Release(index);
   catalog_->MarkGone(index, Clock::now());
   const CatalogEntry& e = catalog_->entries()[index];
   LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
   ScheduleRetry();
+}
+
+void Lifecycle::Release(std::size_t index) {
+  const CatalogEntry& entry = catalog_->entries()[index];
+  if (release_ && entry.handle) release_(entry.handle->serial());
 }
 
 void Lifecycle::OnFileEvent() {
@@ -141,6 +147,7 @@ void Lifecycle::OnRetry() {
       continue;
     }
     bool was_available = entries[i].gone.empty();
+    Release(i);
     if (!catalog_->Resolve(i, now)) continue;
     WatchEntry(i);
     LogChange(i, was_available);

@@ -35,11 +35,17 @@ class Lifecycle {
   // once nothing is pending.
   void Watch(Catalog& catalog, std::function<void()> opened);
   bool opening() const { return opening_; }
+  // Told the serial of a handle whose process exited or that is about to be re-resolved,
+  // so that what is held for it goes at once.
+  void set_release(std::function<void(std::uint64_t serial)> release) {
+    release_ = std::move(release);
+  }
 
  private:
   void WatchEntry(std::size_t index);
   void WatchFiles();
   void OnExit(std::size_t index);
+  void Release(std::size_t index);
   void OnFileEvent();
   void OnRetry();
   void OnOpenBatch();
@@ -52,6 +58,7 @@ class Lifecycle {
   event_base* base_;
   Catalog* catalog_ = nullptr;
   std::function<void()> opened_;
+  std::function<void(std::uint64_t)> release_;
   bool opening_ = false;
   std::unordered_map<std::size_t, std::unique_ptr<Event>> exits_;  // entry -> its pidfd
   UniqueFd inotify_;

@@ -23,10 +23,13 @@ struct PeerIdentity {
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;  // supplementary groups
+  bool groups_unread = false;  // read without `groups` (no policy rule needed them)
 };
 
-// The credentials of the process that connected to an AF_UNIX socket.
-[[nodiscard]] Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock);
+// The credentials of the process that connected to an AF_UNIX socket. Without `groups`,
+// Linux skips SO_PEERGROUPS (a system call and an allocation per connection); FreeBSD reads
+// them in the same call anyway.
+[[nodiscard]] Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock, bool groups = true);
 
 // What the kernel can tell about what we sent on a connection and its peer has not read: the
 // descriptors in it stay in flight (charged to us, on Linux) until it is read or the peer's

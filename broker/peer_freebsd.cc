@@ -16,7 +16,7 @@
 
 namespace nsbroker {
 
-Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock) {
+Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock, bool /*groups: in the same call*/) {
   // unix(4) LOCAL_PEERCRED: the credentials the peer had at connect(2) (or listen(2)), as the
   // kernel recorded them. cr_groups[0] is the effective gid, the rest are supplementary
   // groups, at most XU_NGROUPS in all: a peer in more groups is seen with the first ones only,

@@ -7,13 +7,17 @@
 
 namespace nsbroker {
 
-Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock) {
+Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock, bool with_groups) {
   ucred cred{};
   socklen_t len = sizeof cred;
   if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
     return SysError(ErrorCode::kInternal, "SO_PEERCRED");
   }
   PeerIdentity peer{.pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+  if (!with_groups) {
+    peer.groups_unread = true;
+    return peer;
+  }
   // SO_PEERGROUPS reports ERANGE with the needed size when the buffer is short.
   std::vector<gid_t> groups(16);
   for (;;) {

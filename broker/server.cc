@@ -16,9 +16,10 @@ struct Server::Connection {
   std::unique_ptr<Event> readable;
   std::unique_ptr<Event> writable;
   std::unique_ptr<Event> expire;  // max_connection_age_ms after accept
-  // A response the peer's full receive queue could not take yet (EAGAIN).
+  // A response the peer's full receive queue could not take yet (EAGAIN), with what keeps
+  // its descriptors open.
   std::string pending_bytes;
-  std::vector<UniqueFd> pending_fds;
+  Outcome pending;
 };
 
 struct Server::Kept {
@@ -39,6 +40,7 @@ Server::Server(event_base* base, std::unique_ptr<Catalog> catalog, std::unique_p
       ledger_(budget),
       catalog_(std::move(catalog)),
       audit_(std::move(audit)),
+      cache_([](const std::string& line) { LogLine(line); }),
       lifecycle_(base),
       reap_(base, -1, 0,
             [this](short) {
@@ -46,8 +48,11 @@ Server::Server(event_base* base, std::unique_ptr<Catalog> catalog, std::unique_p
               refused_graveyard_.clear();
             }),
       sweep_(base, -1, 0, [this](short) { Sweep(); }),
-      refusal_flush_(base, -1, 0, [this](short) { FlushRefusals(); }) {
+      refusal_flush_(base, -1, 0, [this](short) { FlushRefusals(); }),
+      flush_(base, -1, 0, [this](short) { Commit(); }) {
   Charge();
+  // A target's exit or re-resolution releases its held set at once.
+  lifecycle_.set_release([this](std::uint64_t serial) { cache_.Forget(serial); });
   lifecycle_.Watch(*catalog_, {});
 }
 
@@ -56,6 +61,49 @@ Server::~Server() = default;
 void Server::Charge() {
   ledger_.Apply(catalog_->config());
   ledger_.Set(Account::kTargets, catalog_->cost());
+  group_rules_ = false;
+  std::vector<std::uint64_t> live;
+  for (const CatalogEntry& entry : catalog_->entries()) {
+    for (const Rule& rule : entry.spec->rules) group_rules_ |= rule.who == Rule::Who::kGid;
+    if (entry.handle) live.push_back(entry.handle->serial());
+  }
+  cache_.Retain(live);  // sets of targets that a reload dropped or reopened
+  cache_.SetCapacity(ledger_.CacheRoom());
+  ledger_.Set(Account::kGrantCache, cache_.held());
+}
+
+Result<PeerIdentity> Server::Identify(BorrowedFd conn) const {
+  return ReadPeerIdentity(conn, group_rules_);
+}
+
+void Server::NeedGroups(PeerIdentity& peer, BorrowedFd conn) const {
+  if (!group_rules_ || !peer.groups_unread) return;
+  // A reload added a group rule after this peer connected. Unreadable groups stay empty:
+  // a group rule then refuses, never grants, more.
+  if (auto full = ReadPeerIdentity(conn, true)) peer.groups = std::move(full->groups);
+  peer.groups_unread = false;
+}
+
+void Server::AfterCommit(std::move_only_function<void()> send) {
+  outbox_.push_back(std::move(send));
+  if (!flush_.pending()) flush_.Activate();
+}
+
+void Server::Commit() {
+  // Every line staged in this turn, in one write, before any of its responses.
+  audit_->Commit();
+  sending_.swap(outbox_);
+  for (auto& send : sending_) send();
+  sending_.clear();
+}
+
+void Server::UpdateStats() {
+  stats_.descriptor_budget = ledger_.budget();
+  stats_.descriptors_held = ledger_.total();
+  stats_.descriptors_in_flight = ledger_.inflight_total();
+  stats_.cache_descriptors = cache_.held();
+  stats_.cache_hits = cache_.stats().hits;
+  stats_.cache_misses = cache_.stats().misses + cache_.stats().refreshes;
 }
 
 void Server::AddListener(UniqueFd listen_fd) {
@@ -180,19 +228,40 @@ void Server::NoteUnread(uid_t uid, BorrowedFd conn, std::size_t fds) {
 }
 
 std::size_t Server::FdBudget(uid_t uid) {
+  // Responses decided but not sent yet are charged and not in any queue: send them first,
+  // so that the queues looked at say what is unread.
+  if (!outbox_.empty()) Commit();
   Refresh(uid);
   return ledger_.Room(uid);
 }
 
-Outcome Server::Join(const PeerIdentity& peer, std::string_view target, KindSet kinds,
-                     BorrowedFd conn) {
-  Drained(peer.uid, conn.get());
+std::size_t Server::Prepare(PeerIdentity& peer, BorrowedFd conn) {
+  NeedGroups(peer, conn);
+  // Counted, not probed: unread descriptors are looked for (SIOCOUTQ on this uid's
+  // sockets) only when the count says the uid is short of room.
   std::size_t room = ledger_.Room(peer.uid);
   if (room < kMaxGrantDescriptors) room = FdBudget(peer.uid);
-  Outcome out = HandleJoin(*catalog_, peer, target, kinds, room);
-  if (out.audit) audit_->Write(*out.audit);
-  Count(stats_, out);
-  return out;
+  cache_.SetCapacity(ledger_.CacheRoom());  // listeners may have been added since
+  return room;
+}
+
+void Server::Settle(uid_t uid, BorrowedFd conn, std::size_t fds, Tally tally,
+                    const std::optional<AuditRecord>& audit) {
+  // Charged when decided, not when sent: the decisions of one turn are sent together after
+  // it, and each must see the room the ones before it took.
+  NoteUnread(uid, conn, fds);
+  ledger_.Set(Account::kGrantCache, cache_.held());
+  if (audit) audit_->Stage(*audit);
+  Count(stats_, tally);
+}
+
+Decision Server::Join(PeerIdentity& peer, BorrowedFd conn, const JoinAsk& ask) {
+  std::size_t room = Prepare(peer, conn);
+  Decision d = nsbroker::Join(*catalog_, &cache_, peer, ask, room);
+  std::size_t fds = 0;
+  for (const JoinEntry& e : d.entries) fds += e.fd >= 0;
+  Settle(peer.uid, conn, fds, d.tally, d.audit);
+  return d;
 }
 
 void Server::FlushRefusals() {
@@ -262,7 +331,7 @@ void Server::Refuse(UniqueFd fd, const PeerIdentity& peer, const std::string& me
 }
 
 void Server::OnAccept(UniqueFd fd) {
-  auto peer = ReadPeerIdentity(fd);
+  auto peer = Identify(fd);
   if (!peer) {
     LogLine("accept: " + peer.error().message);
     return;
@@ -308,25 +377,26 @@ void Server::OnReadable(Connection& conn, short what) {
     }
     return Close(conn, e.message);
   }
-  // Only this connection's queue is looked at, and only when it holds descriptors.
-  Drained(conn.peer.uid, conn.fd.get());
-  std::size_t room = ledger_.Room(conn.peer.uid);
-  if (room < kMaxGrantDescriptors) room = FdBudget(conn.peer.uid);
-  stats_.descriptor_budget = ledger_.budget();
-  stats_.descriptors_held = ledger_.total();
-  stats_.descriptors_in_flight = ledger_.inflight_total();
-  Outcome out = HandleRequest(*catalog_, stats_, conn.peer, datagram->bytes, room);
-  if (out.audit) audit_->Write(*out.audit);
-  Count(stats_, out);
+  std::size_t room = Prepare(conn.peer, conn.fd);
+  UpdateStats();
+  Outcome out = HandleRequest(*catalog_, stats_, conn.peer, datagram->bytes, room, &cache_);
+  Settle(conn.peer.uid, conn.fd, out.fds.size(), out.tally, out.audit);
   Respond(conn, std::move(out));
 }
 
 void Server::Respond(Connection& conn, Outcome outcome) {
+  AfterCommit([this, id = conn.id, out = std::move(outcome)]() mutable {
+    // A connection closed in between (idle, age) has its grant audited and never sent.
+    auto it = connections_.find(id);
+    if (it != connections_.end()) Send(*it->second, std::move(out));
+  });
+}
+
+void Server::Send(Connection& conn, Outcome outcome) {
   std::string bytes;
   if (!outcome.response.SerializeToString(&bytes)) return Close(conn, "cannot serialize");
   auto sent = SendDatagram(conn.fd, bytes, FdNumbers(outcome.fds));
   if (sent) {
-    NoteUnread(conn.peer.uid, conn.fd, outcome.fds.size());
     return;
   }
   const Error& e = sent.error();
@@ -334,7 +404,7 @@ void Server::Respond(Connection& conn, Outcome outcome) {
     // The peer is not reading: stop reading its requests until this response is gone, and
     // give it request_timeout_ms to make room.
     conn.pending_bytes = std::move(bytes);
-    conn.pending_fds = std::move(outcome.fds);
+    conn.pending = std::move(outcome);
     conn.readable->Del();
     conn.writable->Add(std::chrono::milliseconds(catalog_->config().request_timeout_ms));
     return;
@@ -344,22 +414,21 @@ void Server::Respond(Connection& conn, Outcome outcome) {
     Outcome retry;
     retry.response = ErrorResponse(
         {ErrorCode::kResourceExhausted, 0, "the broker has too many descriptors in flight"});
-    return Respond(conn, std::move(retry));
+    return Send(conn, std::move(retry));
   }
   Close(conn, e.message);
 }
 
 void Server::OnWritable(Connection& conn, short what) {
   if (what & EV_TIMEOUT) return Close(conn, "response not read within request_timeout_ms");
-  auto sent = SendDatagram(conn.fd, conn.pending_bytes, FdNumbers(conn.pending_fds));
+  auto sent = SendDatagram(conn.fd, conn.pending_bytes, FdNumbers(conn.pending.fds));
   if (!sent && sent.error().sys_errno == EAGAIN) {
     conn.writable->Add(std::chrono::milliseconds(catalog_->config().request_timeout_ms));
     return;
   }
   if (!sent) return Close(conn, sent.error().message);
-  NoteUnread(conn.peer.uid, conn.fd, conn.pending_fds.size());
   conn.pending_bytes.clear();
-  conn.pending_fds.clear();
+  conn.pending = {};
   conn.readable->Add(std::chrono::milliseconds(catalog_->config().idle_timeout_ms));
 }
 

@@ -20,6 +20,7 @@
 
 #include "audit.h"
 #include "catalog.h"
+#include "grant_cache.h"
 #include "handler.h"
 #include "ledger.h"
 #include "lifecycle.h"
@@ -67,14 +68,21 @@ class Server {
   // Building blocks for another listener (e.g. uWSGI compatibility on SOCK_STREAM): admit a
   // connection under the ledger (RESOURCE_EXHAUSTED when over, audited; Leave() when it
   // closes, handing the socket back: it is kept while the peer has grants unread), and
-  // decide + audit + count a Join under the per-uid descriptor budget.
+  // the core's Join (catalog, grant cache, policy, ledger, staged audit line, counters),
+  // whose Decision the listener encodes and sends from AfterCommit.
   [[nodiscard]] Result<void> Admit(const PeerIdentity& peer);
   void Leave(const PeerIdentity& peer, UniqueFd conn);
-  Outcome Join(const PeerIdentity& peer, std::string_view target, KindSet kinds,
-               BorrowedFd conn);
-  // Records descriptors handed to a connection that the peer may not have read yet; they
-  // count against its uid until its send queue is seen empty (SIOCOUTQ, looked at only on
-  // that connection's next request, when the uid is short of room, or on a kept socket).
+  Decision Join(PeerIdentity& peer, BorrowedFd conn, const JoinAsk& ask);
+  // Runs `send` in this loop turn after the audit lines staged in it are written (group
+  // commit): every response goes out through here.
+  void AfterCommit(std::move_only_function<void()> send);
+  // The accept-time identity of a connection: SO_PEERGROUPS only when an allow rule names a
+  // group (read later, by Join, if a reload adds one).
+  [[nodiscard]] Result<PeerIdentity> Identify(BorrowedFd conn) const;
+  // Records descriptors handed to a connection that the peer may not have read yet (Join
+  // does, when it decides); they count against its uid until its send queue is seen empty
+  // (SIOCOUTQ, looked at only when the count says the uid is short of room, when the
+  // connection closes, or on a kept socket: counting, not a probe per request).
   void NoteUnread(uid_t uid, BorrowedFd conn, std::size_t fds);
   // How many more descriptors `uid` may have in unread responses (after looking again).
   std::size_t FdBudget(uid_t uid);
@@ -82,6 +90,7 @@ class Server {
   const Catalog& catalog() const { return *catalog_; }
   const Stats& stats() const { return stats_; }
   const Ledger& ledger() const { return ledger_; }
+  const GrantCache& cache() const { return cache_; }
   event_base* base() const { return base_; }
 
  private:
@@ -100,6 +109,16 @@ class Server {
   void OnReadable(Connection& conn, short what);
   void OnWritable(Connection& conn, short what);
   void Respond(Connection& conn, Outcome outcome);
+  void Send(Connection& conn, Outcome outcome);
+  // Before and after every decision, whichever listener asked: the peer's room under the
+  // ledger, then the cache's account, the staged audit line and the counters.
+  std::size_t Prepare(PeerIdentity& peer, BorrowedFd conn);
+  void Settle(uid_t uid, BorrowedFd conn, std::size_t fds, Tally tally,
+              const std::optional<AuditRecord>& audit);
+  void Commit();
+  void UpdateStats();
+  // Makes `peer` carry its groups when the policy has group rules (after a reload).
+  void NeedGroups(PeerIdentity& peer, BorrowedFd conn) const;
   void Close(Connection& conn, std::string_view why);
   void Refuse(UniqueFd conn, const PeerIdentity& peer, const std::string& message);
   void AuditRefusal(const PeerIdentity& peer, const std::string& message);
@@ -112,6 +131,8 @@ class Server {
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<AuditLog> audit_;
   Stats stats_;
+  GrantCache cache_;
+  bool group_rules_ = false;  // some allow rule names a group: peers' groups are read
   Lifecycle lifecycle_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::uint64_t next_id_ = 1;
@@ -133,6 +154,10 @@ class Server {
   Event reap_;
   Event sweep_;
   Event refusal_flush_;  // writes the count of unlogged refusals when their second ends
+  // This turn's responses, sent after its audit lines are written (flush_).
+  std::vector<std::move_only_function<void()>> outbox_;
+  std::vector<std::move_only_function<void()>> sending_;
+  Event flush_;
 };
 
 }  // namespace nsbroker

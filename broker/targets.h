@@ -8,6 +8,7 @@
 
 #include <event2/event.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -32,6 +33,16 @@ struct EntryFd {
   std::string jail_name;    // JAIL only
 };
 
+// A held set of entries, shared by whoever holds it (a handle, the grant cache) and every
+// response naming its descriptors until that response is sent: replacing a handle or
+// evicting a set never closes a descriptor that a queued response still names.
+struct GrantSet {
+  std::vector<EntryFd> entries;  // wire order
+  KindSet kinds = 0;
+  std::chrono::steady_clock::time_point fetched{};
+};
+using GrantSetPtr = std::shared_ptr<const GrantSet>;
+
 // The entry of a jail target (FreeBSD): what identifies the jail, and a non-owning jail
 // descriptor only when the caller asked for one and the kernel has them (FreeBSD 15+).
 struct JailEntry {
@@ -44,6 +55,13 @@ struct JailEntry {
 class TargetHandle {
  public:
   virtual ~TargetHandle() = default;
+  // A number no other handle of this process ever has (the grant cache's key: an address
+  // could be reused by the next handle).
+  std::uint64_t serial() const { return serial_; }
+  // The entries this handle holds for its whole life (self, netns and path targets, and
+  // process targets in hold mode), sent as they are; null when they are fetched per grant
+  // (Open, through the grant cache).
+  virtual GrantSetPtr held() const { return nullptr; }
   // Fresh descriptors (the caller owns them) for `kinds`, in wire order, each verified.
   // kUnavailable with the reason when the target is gone ("process 1234 exited").
   [[nodiscard]] virtual Result<std::vector<EntryFd>> Open(KindSet kinds) const = 0;
@@ -62,6 +80,13 @@ class TargetHandle {
   [[nodiscard]] virtual Result<JailEntry> OpenJail(bool /*descriptor*/) const {
     return MakeError(ErrorCode::kInternal, "not a jail target");
   }
+
+ private:
+  static std::uint64_t NextSerial() {
+    static std::uint64_t last = 0;  // the broker opens targets from its one thread
+    return ++last;
+  }
+  std::uint64_t serial_ = NextSerial();
 };
 using TargetHandlePtr = std::unique_ptr<TargetHandle>;
 

@@ -132,6 +132,14 @@ Result<std::vector<EntryFd>> DupHeld(const std::vector<EntryFd>& held, KindSet k
   return out;
 }
 
+GrantSetPtr MakeSet(std::vector<EntryFd> entries) {
+  auto set = std::make_shared<GrantSet>();
+  for (const EntryFd& e : entries) set->kinds |= KindBit(e.kind);
+  set->entries = std::move(entries);
+  set->fetched = std::chrono::steady_clock::now();
+  return set;
+}
+
 // A pidfd polls readable once its process has exited (even before it is reaped). poll() with
 // a zero timeout still fails with EINTR when a signal arrives (a SIGHUP reload, under load):
 // that says nothing about the process, so ask again rather than report a live target dead.
@@ -147,13 +155,16 @@ bool ProcessExited(int pidfd) {
 // self, netns and path targets: every descriptor is opened once and held.
 class HeldTarget : public TargetHandle {
  public:
-  explicit HeldTarget(std::vector<EntryFd> held) : held_(std::move(held)) {}
-  Result<std::vector<EntryFd>> Open(KindSet kinds) const override { return DupHeld(held_, kinds); }
+  explicit HeldTarget(std::vector<EntryFd> held) : held_(MakeSet(std::move(held))) {}
+  Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
+    return DupHeld(held_->entries, kinds);
+  }
+  GrantSetPtr held() const override { return held_; }
   int watch_fd() const override { return -1; }
   std::string GoneReason() const override { return {}; }
 
  private:
-  std::vector<EntryFd> held_;
+  GrantSetPtr held_;
 };
 
 // pid and pid_file targets: pinned by a pidfd, so a recycled pid is never served.
@@ -167,7 +178,7 @@ class ProcessTarget : public TargetHandle {
   Result<void> Hold(KindSet kinds) {
     auto fds = Fetch(kinds);
     if (!fds) return std::unexpected(std::move(fds.error()));
-    held_ = std::move(*fds);
+    held_ = MakeSet(std::move(*fds));
     holding_ = true;
     return {};
   }
@@ -175,10 +186,13 @@ class ProcessTarget : public TargetHandle {
   Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
     if (holding_) {
       if (!Alive()) return Gone();
-      return DupHeld(held_, kinds);
+      return DupHeld(held_->entries, kinds);
     }
     return Fetch(kinds);
   }
+  // In hold mode the held set is sent as it is; the target's exit is the pidfd event's to
+  // report (the catalog marks it unavailable), not a poll per grant.
+  GrantSetPtr held() const override { return holding_ ? held_ : nullptr; }
   int watch_fd() const override { return pidfd_.get(); }
   std::string GoneReason() const override { return "process " + std::to_string(pid_) + " exited"; }
   pid_t pid() const override { return pid_; }
@@ -232,7 +246,7 @@ class ProcessTarget : public TargetHandle {
   UniqueFd pidfd_;
   std::string origin_;
   bool holding_ = false;
-  std::vector<EntryFd> held_;
+  GrantSetPtr held_;
 };
 
 // The pid file must be root's all the way down (trusted_file.h): a user who can write it could

@@ -31,32 +31,22 @@ KindSet UwsgiKinds() {
 }
 
 std::string UwsgiGreeting(int count) {
-  std::string out(kUwsgiGreetingMagic, sizeof kUwsgiGreetingMagic - 1);
+  std::string out(kUwsgiMagic);
   out.append(reinterpret_cast<const char*>(&count), sizeof count);
   return out;
 }
 
-std::vector<int> UwsgiSendList(const v1::Grant& grant, const std::vector<UniqueFd>& fds) {
+std::vector<int> UwsgiSendList(const Decision& decision) {
   std::vector<int> out;
+  if (!decision.granted()) return out;
   for (NsKind kind : kUwsgiSendOrder) {
-    for (const v1::Grant::Entry& entry : grant.entries()) {
-      if (entry.kind() != KindToWire(kind) || !entry.has_fd_index() ||
-          entry.fd_index() >= fds.size()) {
-        continue;
-      }
-      out.push_back(fds[entry.fd_index()].get());
+    for (const JoinEntry& entry : decision.entries) {
+      if (entry.kind != kind || entry.fd < 0) continue;
+      out.push_back(entry.fd);
       break;  // each namespace once
     }
   }
   return out;
-}
-
-KindSet UwsgiRequest(const TargetSpec* spec, const PeerIdentity& peer) {
-  if (spec == nullptr) return UwsgiKinds();  // Join reports the unknown target
-  KindSet allowed = AllowedKinds(*spec, peer).kinds & UwsgiKinds();
-  if (allowed != 0) return allowed;
-  KindSet exposed = spec->expose & UwsgiKinds();
-  return exposed != 0 ? exposed : UwsgiKinds();
 }
 
 Result<UniqueFd> BindUwsgiSocket(const Config& config) {
@@ -85,7 +75,7 @@ UwsgiListener::~UwsgiListener() {
 }
 
 void UwsgiListener::OnAccept(UniqueFd fd) {
-  auto peer = ReadPeerIdentity(fd);
+  auto peer = server_.Identify(fd);
   if (!peer) return LogLine("uwsgi accept: " + peer.error().message);
   // uWSGI's format has no error message: every refusal is a close with nothing sent.
   if (auto admitted = server_.Admit(*peer); !admitted) {
@@ -107,14 +97,19 @@ void UwsgiListener::OnAccept(UniqueFd fd) {
 }
 
 void UwsgiListener::Greet(Connection& conn) {
-  const std::string& target = server_.catalog().config().uwsgi_target;
-  const CatalogEntry* entry = server_.catalog().Find(target);
-  Outcome outcome =
-      server_.Join(conn.peer, target,
-                   UwsgiRequest(entry != nullptr ? entry->spec : nullptr, conn.peer), conn.fd);
-  std::vector<int> send = outcome.response.has_grant()
-                              ? UwsgiSendList(outcome.response.grant(), outcome.fds)
-                              : std::vector<int>();
+  conn.writable->Del();
+  Decision decision =
+      server_.Join(conn.peer, conn.fd,
+                   {.target = server_.catalog().config().uwsgi_target, .usable = UwsgiKinds()});
+  // Sent once the turn's audit lines are written; the decision keeps its descriptors open.
+  server_.AfterCommit([this, id = conn.id, d = std::move(decision)] {
+    auto it = open_.find(id);
+    if (it != open_.end()) Send(*it->second, d);
+  });
+}
+
+void UwsgiListener::Send(Connection& conn, const Decision& decision) {
+  std::vector<int> send = UwsgiSendList(decision);
   if (send.empty()) return Close(conn);  // denied (audited by Join) or nothing uWSGI can use
   std::string greeting = UwsgiGreeting(static_cast<int>(send.size()));
   // One sendmsg (SendDatagram), 15 bytes into a fresh connection's empty buffer: anything
@@ -131,7 +126,6 @@ void UwsgiListener::Greet(Connection& conn) {
   if (shutdown(conn.fd.get(), SHUT_WR) != 0) {
     LogLine(std::string("uwsgi: shutdown: ") + std::strerror(errno));
   }
-  server_.NoteUnread(conn.peer.uid, conn.fd, send.size());
   conn.readable = std::make_unique<Event>(server_.base(), conn.fd.get(), EV_READ,
                                           [this, &conn](short) { Close(conn); });
   conn.readable->Add(std::chrono::milliseconds(server_.catalog().config().idle_timeout_ms));

@@ -13,21 +13,21 @@
 #include <vector>
 
 #include "config.h"
+#include "handler.h"
 #include "loop.h"
 #include "nsbroker.pb.h"
 #include "nsbroker/error.h"
 #include "nsbroker/ns_kind.h"
 #include "nsbroker/unique_fd.h"
+#include "nsbroker/uwsgi_format.h"
 #include "policy.h"
 
 namespace nsbroker {
 
 class Server;
 
-// uWSGI 2.0's setns-socket greeting: "uwsgi-setns" (no NUL), then the descriptor count as a
-// host-endian int; the descriptors ride on the same sendmsg as one SCM_RIGHTS message.
-inline constexpr char kUwsgiGreetingMagic[] = "uwsgi-setns";
-inline constexpr std::size_t kUwsgiGreetingBytes = sizeof kUwsgiGreetingMagic - 1 + sizeof(int);
+// The greeting's format (magic, count, one SCM_RIGHTS message): nsbroker/uwsgi_format.h,
+// shared with libnsjoin's client.
 
 // What goes out, in this order. uWSGI's client calls setns(fd, 0) on each in turn and stops
 // at the first failure, so: never USER (root entering a user namespace loses its
@@ -42,14 +42,10 @@ KindSet UwsgiKinds();
 // The 15 greeting bytes announcing `count` descriptors.
 std::string UwsgiGreeting(int count);
 
-// The descriptor numbers of a granted Join (response + its fds in fd_index order) in
-// kUwsgiSendOrder, each kind at most once, anything else (USER, ROOT, CWD) left out.
-std::vector<int> UwsgiSendList(const v1::Grant& grant, const std::vector<UniqueFd>& fds);
-
-// The kinds a uWSGI peer asks for: all the policy lets it have that uWSGI can use. When
-// that is nothing, the target's exposed uWSGI kinds, so that Server::Join refuses and
-// audits the peer exactly as it would a native request.
-KindSet UwsgiRequest(const TargetSpec* spec, const PeerIdentity& peer);
+// The uWSGI codec of a Decision: the descriptor numbers of a grant in kUwsgiSendOrder, each
+// kind at most once, anything else (USER, ROOT, CWD) left out; nothing for a refusal.
+// A uWSGI peer asks as JoinAsk{.usable = UwsgiKinds()}: all the policy lets it have.
+std::vector<int> UwsgiSendList(const Decision& decision);
 
 // Binds config.uwsgi_socket as a listening SOCK_STREAM socket with the native socket's
 // socket_mode and socket_group; a stale socket file is replaced, a live one is an error.
@@ -57,8 +53,9 @@ KindSet UwsgiRequest(const TargetSpec* spec, const PeerIdentity& peer);
 [[nodiscard]] Result<UniqueFd> BindUwsgiSocket(const Config& config);
 
 // Serves uWSGI's format for the server's current uwsgi_target. Per connection: peer from
-// SO_PEERCRED/SO_PEERGROUPS, the server's connection limits, Server::Join (policy, audit,
-// counters, per-uid descriptor budget); a grant is one sendmsg of greeting + descriptors, a
+// Server::Identify, the server's connection limits, Server::Join (policy, grant cache, audit,
+// counters, per-uid descriptor budget); a grant is one sendmsg of greeting + descriptors
+// after the turn's audit lines (Server::AfterCommit), a
 // refusal closes with nothing sent. After a grant the peer sees EOF at once, as from uWSGI
 // (shutdown SHUT_WR), but our end stays open, its descriptors counted as unread, until the
 // peer closes it or idle_timeout_ms passes.
@@ -76,6 +73,7 @@ class UwsgiListener {
   struct Connection;
   void OnAccept(UniqueFd fd);
   void Greet(Connection& conn);
+  void Send(Connection& conn, const Decision& decision);
   void Close(Connection& conn);
 
   Server& server_;

@@ -120,22 +120,23 @@ Result<Datagram> ReceiveDatagram(const SocketCalls& calls, BorrowedFd sock, std:
                                  std::size_t max_bytes) {
   Datagram out;
   // Room for at least one descriptor so that an unexpected one shows as "too many" rather
-  // than only as MSG_CTRUNC; the kernel closes what does not fit.
-  std::vector<char> control(CMSG_SPACE(std::max<std::size_t>(max_fds, 1) * sizeof(int)));
+  // than only as MSG_CTRUNC; the kernel closes what does not fit. The buffers are this
+  // thread's, reused: no 64 KiB allocation per datagram, only a copy of what arrived.
+  thread_local std::vector<char> control;
+  thread_local std::vector<char> scratch;
+  control.assign(CMSG_SPACE(std::max<std::size_t>(max_fds, 1) * sizeof(int)), 0);
+  if (scratch.size() < max_bytes) scratch.resize(max_bytes);
   msghdr msg{};
-  ssize_t n = -1;
-  // resize_and_overwrite: the 64 KiB buffer is neither zero-filled nor copied.
-  out.bytes.resize_and_overwrite(max_bytes, [&](char* data, std::size_t capacity) {
-    iovec iov{data, capacity};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = static_cast<decltype(msg.msg_controllen)>(control.size());
-    do {
-      n = calls.recv_msg(sock.get(), &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    return n < 0 ? std::size_t{0} : std::min(static_cast<std::size_t>(n), capacity);
-  });
+  iovec iov{scratch.data(), max_bytes};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = static_cast<decltype(msg.msg_controllen)>(control.size());
+  ssize_t n;
+  do {
+    n = calls.recv_msg(sock.get(), &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) out.bytes.assign(scratch.data(), std::min(static_cast<std::size_t>(n), max_bytes));
   if (n < 0) return SysError("recvmsg");
   bool only_rights = TakeRightsFds(msg, out.fds);
   if (n == 0 && out.fds.empty() && msg.msg_controllen == 0) {

@@ -17,15 +17,11 @@
 #include "nsbroker/client.h"
 #include "nsbroker/error.h"
 #include "nsbroker/unique_fd.h"
+#include "nsbroker/uwsgi_format.h"
 
 namespace nsbroker {
 
-// uWSGI 2.0's setns-socket format: right after accept the server sends, in one sendmsg,
-// these 11 bytes (no NUL), the descriptor count as a host-endian int, and the descriptors
-// as one SCM_RIGHTS message, then closes. Its client accepts at most 64 descriptors.
-inline constexpr std::string_view kUwsgiMagic = "uwsgi-setns";
-inline constexpr std::size_t kUwsgiGreetingSize = kUwsgiMagic.size() + sizeof(int);
-inline constexpr std::size_t kUwsgiMaxFds = 64;
+// uWSGI 2.0's setns-socket format: nsbroker/uwsgi_format.h.
 
 struct UwsgiClientOptions {
   // Uids besides root allowed to serve the socket (SO_PEERCRED). The caller's own uid is

@@ -8,12 +8,11 @@
 #include <string_view>
 #include <vector>
 
+#include "nsbroker/uwsgi_format.h"
+
 namespace nsbroker::bench {
 namespace {
 
-constexpr std::string_view kUwsgiMagic = "uwsgi-setns";
-constexpr std::size_t kUwsgiGreetingSize = 15;  // magic + int
-constexpr std::size_t kUwsgiMaxFds = 64;        // uWSGI's own client limit
 // A grant is a few hundred bytes; receiving into 64 KiB would zero-fill 64 KiB per call and
 // make the load generator, not the server, the thing measured.
 constexpr std::size_t kMaxResponseBytes = 4096;

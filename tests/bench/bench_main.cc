@@ -47,6 +47,8 @@ struct Options {
   std::size_t hold = 0;
   bool wait_socket = false;
   bool describe = false;
+  bool status = false;
+  std::uint64_t cycle = 0;  // >0: targets TARGET1..TARGETcycle in turn (cache hit/miss)
   bool kv = false;
 };
 
@@ -127,6 +129,7 @@ Result<std::size_t> OneGrant(const Options& options, const v1::Request& request,
 void RunClient(const Options& options, std::size_t index, std::uint64_t quota,
                std::uint64_t deadline_ns, Arena& arena) {
   v1::Request request = JoinRequest(options.target);
+  std::uint64_t next_target = index;  // with --cycle, clients start apart
   std::uint32_t* samples = arena.samples(index);
   ClientStats local{};
   UniqueFd persistent;
@@ -142,6 +145,10 @@ void RunClient(const Options& options, std::size_t index, std::uint64_t quota,
         continue;
       }
       persistent = std::move(*sock);
+    }
+    if (options.cycle > 0) {
+      request.mutable_join()->set_target(options.target +
+                                         std::to_string(1 + next_target++ % options.cycle));
     }
     std::uint64_t t0 = NowNs();
     auto granted = OneGrant(options, request, persistent);
@@ -310,6 +317,35 @@ int RunHold(const Options& options) {
   return 0;
 }
 
+// The broker's Status figures on one line (scripts/bench: descriptors and cache hit/miss).
+int RunStatus(const Options& options) {
+  auto sock = ConnectUnix(options.socket, SOCK_SEQPACKET);
+  if (!sock) {
+    std::fprintf(stderr, "nsbroker-bench: %s\n", sock.error().message.c_str());
+    return 1;
+  }
+  v1::Request request;
+  request.set_protocol_version(kProtocolVersion);
+  request.mutable_status();
+  auto sent = SendMessage(*sock, request);
+  auto datagram = sent ? ReceiveDatagram(*sock, 0) : std::unexpected(sent.error());
+  auto response = datagram ? DecodeResponse(datagram->bytes, 0) : std::unexpected(datagram.error());
+  if (!response || !response->has_status()) {
+    std::fprintf(stderr, "nsbroker-bench: no status\n");
+    return 1;
+  }
+  const v1::Status& st = response->status();
+  std::printf("descriptor_budget=%llu descriptors_held=%llu cache_descriptors=%llu "
+              "cache_hits=%llu cache_misses=%llu grants=%llu\n",
+              static_cast<unsigned long long>(st.descriptor_budget()),
+              static_cast<unsigned long long>(st.descriptors_held()),
+              static_cast<unsigned long long>(st.cache_descriptors()),
+              static_cast<unsigned long long>(st.cache_hits()),
+              static_cast<unsigned long long>(st.cache_misses()),
+              static_cast<unsigned long long>(st.grants()));
+  return 0;
+}
+
 // One Join, printed as "kinds=net,uts,... fds=N": scripts/bench uses it to make the
 // ceiling send exactly what the broker sends.
 int RunDescribe(const Options& options) {
@@ -362,7 +398,9 @@ int RunWaitSocket(const Options& options) {
                "         [--max-seconds S] [--label NAME] [--expect-fds N] [--kv]\n"
                "       nsbroker-bench --socket PATH --hold N [--duration S]\n"
                "       nsbroker-bench --socket PATH --wait-socket [--duration S]\n"
-               "       nsbroker-bench --socket PATH --describe [--target NAME]\n");
+               "       nsbroker-bench --socket PATH --describe [--target NAME]\n"
+               "       nsbroker-bench --socket PATH --status\n"
+               "  --cycle N: ask for targets NAME1..NAMEN in turn instead of NAME\n");
   std::exit(2);
 }
 
@@ -380,6 +418,8 @@ Options ParseOptions(int argc, char** argv) {
                                  {"hold", required_argument, nullptr, 'H'},
                                  {"wait-socket", no_argument, nullptr, 'w'},
                                  {"describe", no_argument, nullptr, 'D'},
+                                 {"status", no_argument, nullptr, 'S'},
+                                 {"cycle", required_argument, nullptr, 'C'},
                                  {"kv", no_argument, nullptr, 'k'},
                                  {"help", no_argument, nullptr, 'h'},
                                  {nullptr, 0, nullptr, 0}};
@@ -436,6 +476,12 @@ Options ParseOptions(int argc, char** argv) {
       case 'D':
         o.describe = true;
         break;
+      case 'S':
+        o.status = true;
+        break;
+      case 'C':
+        o.cycle = std::strtoull(optarg, nullptr, 10);
+        break;
       case 'k':
         o.kv = true;
         break;
@@ -466,6 +512,7 @@ int main(int argc, char** argv) {
   Options options = ParseOptions(argc, argv);
   if (options.wait_socket) return RunWaitSocket(options);
   if (options.describe) return RunDescribe(options);
+  if (options.status) return RunStatus(options);
   if (options.hold > 0) return RunHold(options);
   return RunLoad(options);
 }

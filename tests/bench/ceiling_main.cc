@@ -4,7 +4,10 @@
 // audit: never deploy it; it hands the target's namespaces to anyone who can connect.
 //
 //   nsbroker-ceiling --socket /tmp/c.sock --pid 4242 [--kinds net,uts,...,root,cwd]
+//   nsbroker-ceiling --uwsgi --socket /tmp/u.sock --pid 4242 --kinds net,uts,ipc,pid,cgroup,time,mnt
 //
+// With --uwsgi it speaks uWSGI's setns-socket format instead (SOCK_STREAM; on accept, one
+// sendmsg of the 15-byte greeting and the descriptors, in --kinds order, then close).
 // The reply is a valid nsbroker.v1.Response grant, serialized once at start-up, so that the
 // same nsbroker-bench client runs against this server and against nsbrokerd.
 #include <fcntl.h>
@@ -26,6 +29,7 @@
 
 #include "nsbroker/ns_kind.h"
 #include "nsbroker/unique_fd.h"
+#include "nsbroker/uwsgi_format.h"
 #include "wire.h"
 
 namespace nsbroker::bench {
@@ -49,7 +53,7 @@ struct Reply {
 
 // Opens /proc/PID/ns/KIND (or /proc/PID/root|cwd as O_PATH directories) for every kind, and
 // serializes the Response that describes them.
-Reply BuildReply(pid_t pid, std::string_view kinds, const std::string& target) {
+Reply BuildReply(pid_t pid, std::string_view kinds, const std::string& target, bool uwsgi) {
   Reply reply;
   v1::Response response;
   response.set_protocol_version(kProtocolVersion);
@@ -78,16 +82,21 @@ Reply BuildReply(pid_t pid, std::string_view kinds, const std::string& target) {
   }
   if (reply.fds.empty() || reply.fds.size() > kMaxFdsPerMessage) Die("1..253 kinds, please");
   if (!response.SerializeToString(&reply.bytes)) Die("cannot serialize the grant");
+  if (uwsgi) {
+    int count = static_cast<int>(reply.fds.size());
+    reply.bytes = kUwsgiMagic;
+    reply.bytes.append(reinterpret_cast<const char*>(&count), sizeof count);
+  }
   reply.control.assign(CMSG_SPACE(reply.raw.size() * sizeof(int)), 0);
   return reply;
 }
 
-UniqueFd Listen(const std::string& path) {
+UniqueFd Listen(const std::string& path, int type) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof(addr.sun_path)) Die("socket path too long: " + path);
   std::memcpy(addr.sun_path, path.data(), path.size());
-  UniqueFd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  UniqueFd sock(socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!sock.valid()) Die(std::string("socket: ") + std::strerror(errno));
   unlink(path.c_str());
   if (bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
@@ -103,6 +112,8 @@ void Add(BorrowedFd epoll, BorrowedFd fd) {
     Die(std::string("epoll_ctl: ") + std::strerror(errno));
   }
 }
+
+bool Send(BorrowedFd conn, Reply& reply);
 
 // Answers one request datagram with the grant; false when the connection is done (closed by
 // the client, or any error: this server never retries).
@@ -127,6 +138,10 @@ bool Serve(BorrowedFd conn, Reply& reply) {
     }
   }
   if (n <= 0) return false;
+  return Send(conn, reply);
+}
+
+bool Send(BorrowedFd conn, Reply& reply) {
   iovec out_iov{reply.bytes.data(), reply.bytes.size()};
   msghdr out{};
   out.msg_iov = &out_iov;
@@ -142,8 +157,9 @@ bool Serve(BorrowedFd conn, Reply& reply) {
          static_cast<ssize_t>(reply.bytes.size());
 }
 
-int Run(const std::string& path, pid_t pid, std::string_view kinds, const std::string& target) {
-  Reply reply = BuildReply(pid, kinds, target);
+int Run(const std::string& path, pid_t pid, std::string_view kinds, const std::string& target,
+        bool uwsgi) {
+  Reply reply = BuildReply(pid, kinds, target, uwsgi);
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGTERM);
@@ -152,7 +168,7 @@ int Run(const std::string& path, pid_t pid, std::string_view kinds, const std::s
   UniqueFd signals(signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK));
   UniqueFd epoll(epoll_create1(EPOLL_CLOEXEC));
   if (!signals.valid() || !epoll.valid()) Die(std::string("setup: ") + std::strerror(errno));
-  UniqueFd listener = Listen(path);
+  UniqueFd listener = Listen(path, uwsgi ? SOCK_STREAM : SOCK_SEQPACKET);
   Add(epoll, listener);
   Add(epoll, signals);
   std::vector<UniqueFd> conns;  // indexed by descriptor number
@@ -182,6 +198,10 @@ int Run(const std::string& path, pid_t pid, std::string_view kinds, const std::s
           ucred peer;
           socklen_t len = sizeof(peer);
           if (getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) continue;
+          if (uwsgi) {  // uWSGI's server: the greeting at once, then close
+            (void)Send(conn, reply);
+            continue;
+          }
           Add(epoll, conn);
           auto slot = static_cast<std::size_t>(conn.get());
           if (conns.size() <= slot) conns.resize(slot + 1);
@@ -203,7 +223,9 @@ int main(int argc, char** argv) {
                                  {"pid", required_argument, nullptr, 'p'},
                                  {"kinds", required_argument, nullptr, 'k'},
                                  {"target", required_argument, nullptr, 't'},
+                                 {"uwsgi", no_argument, nullptr, 'u'},
                                  {nullptr, 0, nullptr, 0}};
+  bool uwsgi = false;
   std::string socket_path;
   std::string kinds(nsbroker::bench::kDefaultKinds);
   std::string target = "t";
@@ -223,6 +245,9 @@ int main(int argc, char** argv) {
       case 't':
         target = optarg;
         break;
+      case 'u':
+        uwsgi = true;
+        break;
       default:
         pid = 0;
         optind = argc;
@@ -231,11 +256,11 @@ int main(int argc, char** argv) {
   }
   if (socket_path.empty() || pid <= 0 || optind != argc) {
     std::fprintf(stderr,
-                 "usage: nsbroker-ceiling --socket PATH --pid PID [--kinds LIST] [--target N]\n"
+                 "usage: nsbroker-ceiling [--uwsgi] --socket PATH --pid PID [--kinds LIST] [--target N]\n"
                  "  LIST: comma-separated kinds, default %s\n",
                  nsbroker::bench::kDefaultKinds.data());
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
-  return nsbroker::bench::Run(socket_path, pid, kinds, target);
+  return nsbroker::bench::Run(socket_path, pid, kinds, target, uwsgi);
 }

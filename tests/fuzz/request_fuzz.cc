@@ -149,8 +149,8 @@ void CheckGrant(const Outcome& out, const PeerIdentity& peer, std::size_t budget
     }
     used[entry.fd_index()] = true;
     struct stat st;
-    const UniqueFd& fd = out.fds[entry.fd_index()];
-    if (!fd.valid() || fstat(fd.get(), &st) != 0 || st.st_ino != entry.inode()) {
+    BorrowedFd fd = out.fds[entry.fd_index()];
+    if (fd.get() < 0 || fstat(fd.get(), &st) != 0 || st.st_ino != entry.inode()) {
       Violation("descriptor does not match its entry");
     }
   }

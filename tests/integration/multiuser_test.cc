@@ -567,7 +567,7 @@ TEST_F(MultiUser, ConfigThatCannotFitTheBudgetIsAnError) {
   auto broker = Broker::Start("max_connections: 19990\n" + Web1(), BrokerOptions{.nofile = 20000});
   ASSERT_FALSE(broker.has_value());
   EXPECT_NE(broker.error().message.find(
-                "max_connections 19990 + 1 target descriptors + 1 listeners + 0 cached + 64 "
+                "max_connections 19990 + 1 target descriptors + 1 listeners + 64 "
                 "reserved = 20056 exceed the descriptor budget 20000 (RLIMIT_NOFILE)"),
             std::string::npos)
       << broker.error().message;

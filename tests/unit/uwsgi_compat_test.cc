@@ -32,28 +32,26 @@ TEST(UwsgiCompat, GreetingIsUwsgisFifteenBytes) {
 }
 
 TEST(UwsgiCompat, SendListPutsMntLastAndLeavesOutUserRootCwd) {
-  v1::Grant grant;
-  std::vector<UniqueFd> fds;
-  // In wire order, as the handler builds it, with a second net that must not go out twice.
-  for (v1::Kind kind : {v1::CGROUP, v1::IPC, v1::MNT, v1::NET, v1::PID, v1::TIME, v1::USER, v1::UTS,
-                        v1::ROOT, v1::CWD, v1::NET}) {
-    auto* e = grant.add_entries();
-    e->set_kind(kind);
-    e->set_fd_index(static_cast<std::uint32_t>(fds.size()));
-    fds.emplace_back(100 + static_cast<int>(fds.size()));  // numbers only; released below
+  Decision decision;
+  int next = 100;  // numbers only: nothing is sent
+  // In wire order, as the core builds it, with a second net that must not go out twice.
+  for (NsKind kind : {NsKind::kCgroup, NsKind::kIpc, NsKind::kMnt, NsKind::kNet, NsKind::kPid,
+                      NsKind::kTime, NsKind::kUser, NsKind::kUts, NsKind::kRoot, NsKind::kCwd,
+                      NsKind::kNet}) {
+    decision.entries.push_back({.kind = kind, .fd = next++});
   }
-  std::vector<int> list = UwsgiSendList(grant, fds);
   // net(103) uts(107) ipc(101) pid(104) cgroup(100) time(105) mnt(102)
-  EXPECT_EQ(list, (std::vector<int>{103, 107, 101, 104, 100, 105, 102}));
-  for (auto& fd : fds) (void)fd.release();
+  EXPECT_EQ(UwsgiSendList(decision), (std::vector<int>{103, 107, 101, 104, 100, 105, 102}));
 }
 
-TEST(UwsgiCompat, SendListIgnoresOutOfRangeIndexes) {
-  v1::Grant grant;
-  auto* e = grant.add_entries();
-  e->set_kind(v1::NET);
-  e->set_fd_index(3);
-  EXPECT_TRUE(UwsgiSendList(grant, {}).empty());
+TEST(UwsgiCompat, SendListOfARefusalOrOfEntriesWithoutDescriptorsIsEmpty) {
+  Decision refused;
+  refused.error = Error{ErrorCode::kPermissionDenied, 0, "no"};
+  refused.entries.push_back({.kind = NsKind::kNet, .fd = 3});
+  EXPECT_TRUE(UwsgiSendList(refused).empty());
+  Decision by_jid;
+  by_jid.entries.push_back({.kind = NsKind::kNet, .fd = -1});
+  EXPECT_TRUE(UwsgiSendList(by_jid).empty());
 }
 
 class UwsgiCompatCatalog : public ::testing::Test {
@@ -75,16 +73,16 @@ target { name: "netonly" self: true expose: [NET] }
 };
 
 TEST_F(UwsgiCompatCatalog, RequestIsWhatPolicyAllowsThatUwsgiCanUse) {
-  EXPECT_EQ(UwsgiRequest(Spec("self"), kRoot), UwsgiKinds());  // everything but user
-  EXPECT_EQ(UwsgiRequest(Spec("self"), kNobody), KindBit(NsKind::kUts));
-  EXPECT_EQ(UwsgiRequest(Spec("netonly"), kRoot), KindBit(NsKind::kNet));
+  EXPECT_EQ(UsableKinds(Spec("self"), kRoot, UwsgiKinds()), UwsgiKinds());  // everything but user
+  EXPECT_EQ(UsableKinds(Spec("self"), kNobody, UwsgiKinds()), KindBit(NsKind::kUts));
+  EXPECT_EQ(UsableKinds(Spec("netonly"), kRoot, UwsgiKinds()), KindBit(NsKind::kNet));
 }
 
 TEST_F(UwsgiCompatCatalog, RequestOfAPeerWithNothingUsableIsRefusedByPolicy) {
   PeerIdentity stranger{.pid = 12, .uid = 4000, .gid = 4000};
   PeerIdentity user_only{.pid = 13, .uid = 4001, .gid = 4242};
   for (const PeerIdentity& peer : {stranger, user_only}) {
-    KindSet request = UwsgiRequest(Spec("self"), peer);
+    KindSet request = UsableKinds(Spec("self"), peer, UwsgiKinds());
     EXPECT_FALSE(KindSetHas(request, NsKind::kUser));
     JoinDecision d = DecideJoin(*Spec("self"), peer, request);
     EXPECT_FALSE(d.granted) << peer.uid;
