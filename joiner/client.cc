@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "client_decode.h"
+#include "nsbroker/kind_set.h"
 #include "enter.h"
 #include "wire.h"
 
@@ -135,6 +136,7 @@ Result<Grant> DecodeGrant(Datagram datagram, std::string_view target,
   // peer may have; an empty one, from an older broker, ROOT and CWD too.
   auto directory = [](NsKind k) { return IsDirectoryKind(k); };
   bool any_namespace = std::all_of(kinds.begin(), kinds.end(), directory);
+  KindSet named = KindSetOf(kinds);
   Grant grant;
   grant.target = wire.target();
   for (const auto& in : wire.entries()) {
@@ -142,8 +144,8 @@ Result<Grant> DecodeGrant(Datagram datagram, std::string_view target,
     if (grant.Find(kind) != nullptr) {
       return MakeError(ErrorCode::kInvalidRequest, "the grant names " + Quoted(kind) + " twice");
     }
-    bool asked = kinds.empty() || (any_namespace && !directory(kind)) ||
-                 std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+    bool asked =
+        kinds.empty() || (any_namespace && !directory(kind)) || KindSetHas(named, kind);
     if (!asked) {
       return MakeError(ErrorCode::kInvalidRequest,
                        "the broker granted " + Quoted(kind) + ", which was not asked for");
