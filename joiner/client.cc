@@ -11,6 +11,7 @@
 #include "client_decode.h"
 #include "nsbroker/kind_set.h"
 #include "enter.h"
+#include "unix_address.h"
 #include "wire.h"
 
 namespace nsbroker {
@@ -84,19 +85,14 @@ const GrantEntry* Grant::Find(NsKind kind) const {
 }
 
 Result<Client> Client::Connect(const std::string& socket_path, const ClientOptions& options) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path) {
-    return MakeError(ErrorCode::kInvalidRequest,
-                     "broker socket path '" + socket_path + "' is empty or too long");
-  }
-  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  auto addr = UnixAddress(socket_path);
+  if (!addr) return std::unexpected(std::move(addr.error()));
   UniqueFd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!sock.valid()) return SysError(ErrorCode::kResourceExhausted, "socket(AF_UNIX)");
   if (auto r = SetTimeouts(sock, options.timeout); !r) return std::unexpected(std::move(r.error()));
   int rc;
   do {
-    rc = connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    rc = connect(sock.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) {
     ErrorCode code = (errno == EACCES || errno == EPERM) ? ErrorCode::kPermissionDenied
