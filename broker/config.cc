@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <bit>
 #include <charconv>
 #include <set>
 #include <unordered_map>
@@ -395,25 +394,6 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, Resolv
 }
 
 }  // namespace
-
-int KindSetSize(KindSet set) { return std::popcount(set); }
-
-std::vector<NsKind> KindSetList(KindSet set) {
-  std::vector<NsKind> out;
-  for (NsKind kind : kAllKinds) {
-    if (KindSetHas(set, kind)) out.push_back(kind);
-  }
-  return out;
-}
-
-std::string KindSetString(KindSet set) {
-  std::string out;
-  for (NsKind kind : KindSetList(set)) {
-    if (!out.empty()) out += ',';
-    out += KindName(kind);
-  }
-  return out;
-}
 
 std::string WhereIn(const std::string& file, Location location) {
   if (location.line <= 0) return file + ": ";

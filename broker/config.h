@@ -15,19 +15,10 @@
 #include <vector>
 
 #include "nsbroker/error.h"
+#include "nsbroker/kind_set.h"
 #include "nsbroker/ns_kind.h"
 
 namespace nsbroker {
-
-// A set of NsKind as a bit mask (bit = wire number).
-using KindSet = std::uint32_t;
-constexpr KindSet KindBit(NsKind kind) { return KindSet{1} << static_cast<int>(kind); }
-constexpr bool KindSetHas(KindSet set, NsKind kind) { return (set & KindBit(kind)) != 0; }
-int KindSetSize(KindSet set);
-// "net,uts" in wire order; "" for the empty set.
-std::string KindSetString(KindSet set);
-// The kinds of `set` in wire order.
-std::vector<NsKind> KindSetList(KindSet set);
 
 inline constexpr char kDefaultConfigPath[] = "/etc/nsbroker/nsbroker.conf";
 inline constexpr char kDefaultSocketPath[] = "/run/nsbroker/nsbroker.sock";

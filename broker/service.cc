@@ -17,22 +17,10 @@
 #include "server.h"
 #include "systemd.h"
 #include "trusted_file.h"
+#include "unix_address.h"
 #include "uwsgi_compat.h"
 
 namespace nsbroker {
-namespace {
-
-Result<sockaddr_un> UnixAddress(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    return MakeError(ErrorCode::kInvalidRequest, path + ": socket path too long");
-  }
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  return addr;
-}
-
-}  // namespace
 
 Result<Config> LoadServiceConfig(const ServiceOptions& options) {
   Result<Config> config = options.self && !options.config_given

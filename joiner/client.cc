@@ -10,7 +10,9 @@
 #include <iterator>
 
 #include "client_decode.h"
+#include "nsbroker/kind_set.h"
 #include "enter.h"
+#include "unix_address.h"
 #include "wire.h"
 
 namespace nsbroker {
@@ -84,19 +86,14 @@ const GrantEntry* Grant::Find(NsKind kind) const {
 }
 
 Result<Client> Client::Connect(const std::string& socket_path, const ClientOptions& options) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path) {
-    return MakeError(ErrorCode::kInvalidRequest,
-                     "broker socket path '" + socket_path + "' is empty or too long");
-  }
-  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  auto addr = UnixAddress(socket_path);
+  if (!addr) return std::unexpected(std::move(addr.error()));
   UniqueFd sock(socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!sock.valid()) return SysError(ErrorCode::kResourceExhausted, "socket(AF_UNIX)");
   if (auto r = SetTimeouts(sock, options.timeout); !r) return std::unexpected(std::move(r.error()));
   int rc;
   do {
-    rc = connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    rc = connect(sock.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) {
     ErrorCode code = (errno == EACCES || errno == EPERM) ? ErrorCode::kPermissionDenied
@@ -136,6 +133,7 @@ Result<Grant> DecodeGrant(Datagram datagram, std::string_view target,
   // peer may have; an empty one, from an older broker, ROOT and CWD too.
   auto directory = [](NsKind k) { return IsDirectoryKind(k); };
   bool any_namespace = std::all_of(kinds.begin(), kinds.end(), directory);
+  KindSet named = KindSetOf(kinds);
   Grant grant;
   grant.target = wire.target();
   for (const auto& in : wire.entries()) {
@@ -143,8 +141,8 @@ Result<Grant> DecodeGrant(Datagram datagram, std::string_view target,
     if (grant.Find(kind) != nullptr) {
       return MakeError(ErrorCode::kInvalidRequest, "the grant names " + Quoted(kind) + " twice");
     }
-    bool asked = kinds.empty() || (any_namespace && !directory(kind)) ||
-                 std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+    bool asked =
+        kinds.empty() || (any_namespace && !directory(kind)) || KindSetHas(named, kind);
     if (!asked) {
       return MakeError(ErrorCode::kInvalidRequest,
                        "the broker granted " + Quoted(kind) + ", which was not asked for");

@@ -2,11 +2,11 @@
 // entering itself is the platform seam (enter.h).
 #include "nsbroker/join.h"
 
-#include <algorithm>
 #include <array>
 #include <string>
 
 #include "enter.h"
+#include "nsbroker/kind_set.h"
 
 namespace nsbroker {
 namespace {
@@ -38,12 +38,12 @@ Result<Entered> Enter(const Grant& grant, const EnterOptions& options) {
     }
     if (auto entry = Required(grant, kind); !entry) return std::unexpected(entry.error());
   }
+  KindSet named = KindSetOf(options.kinds);
+  auto wanted = [&](NsKind kind) { return options.kinds.empty() || KindSetHas(named, kind); };
   platform::EnterPlan plan{.target = grant.target};
   for (NsKind kind : kEnterOrder) {
-    bool wanted = options.kinds.empty() || std::find(options.kinds.begin(), options.kinds.end(),
-                                                     kind) != options.kinds.end();
     const GrantEntry* entry = grant.Find(kind);
-    if (wanted && entry != nullptr) plan.namespaces.push_back(entry);
+    if (wanted(kind) && entry != nullptr) plan.namespaces.push_back(entry);
   }
   if (options.chroot_to_root) {
     auto root = Required(grant, NsKind::kRoot);
@@ -56,9 +56,7 @@ Result<Entered> Enter(const Grant& grant, const EnterOptions& options) {
     plan.cwd = *cwd;
   }
   const GrantEntry* jail = grant.Find(NsKind::kJail);
-  bool want_jail = jail != nullptr && (options.kinds.empty() ||
-                                       std::find(options.kinds.begin(), options.kinds.end(),
-                                                 NsKind::kJail) != options.kinds.end());
+  bool want_jail = jail != nullptr && wanted(NsKind::kJail);
   if (want_jail) {
     // jail_attach changes root and cwd itself, and a jail has no namespaces to add to it.
     if (!plan.namespaces.empty() || plan.root != nullptr || plan.cwd != nullptr) {

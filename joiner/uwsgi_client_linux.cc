@@ -16,6 +16,7 @@
 
 #include "nsbroker/ns_kind.h"
 #include "nsbroker/uwsgi.h"
+#include "unix_address.h"
 #include "wire.h"
 
 namespace nsbroker {
@@ -179,20 +180,15 @@ Result<Grant> ReadUwsgiGrant(BorrowedFd sock, const std::string& target,
 }
 
 Result<Grant> ReceiveUwsgiGrant(const std::string& socket_path, const UwsgiClientOptions& options) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path) {
-    return Fail(ErrorCode::kInvalidRequest, socket_path,
-                "socket path must be 1 to " + std::to_string(sizeof addr.sun_path - 1) + " bytes");
-  }
-  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  auto addr = UnixAddress(socket_path);
+  if (!addr) return std::unexpected(std::move(addr.error()));
   UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!sock.valid()) {
     return Fail(CodeForErrno(errno), socket_path, std::string("socket: ") + std::strerror(errno));
   }
   int r;
   do {
-    r = connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    r = connect(sock.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
   } while (r != 0 && errno == EINTR);
   if (r != 0) {
     int err = errno;
