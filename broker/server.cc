@@ -84,7 +84,7 @@ void Server::NeedGroups(PeerIdentity& peer, BorrowedFd conn) const {
   peer.groups_unread = false;
 }
 
-void Server::AfterCommit(std::move_only_function<void()> send) {
+void Server::AfterCommit(std::function<void()> send) {
   outbox_.push_back(std::move(send));
   if (!flush_.pending()) flush_.Activate();
 }
@@ -385,10 +385,13 @@ void Server::OnReadable(Connection& conn, short what) {
 }
 
 void Server::Respond(Connection& conn, Outcome outcome) {
-  AfterCommit([this, id = conn.id, out = std::move(outcome)]() mutable {
+  // Shared so that the callback is copyable (std::function): FreeBSD's libc++ 19 has no
+  // std::move_only_function.
+  auto out = std::make_shared<Outcome>(std::move(outcome));
+  AfterCommit([this, id = conn.id, out] {
     // A connection closed in between (idle, age) has its grant audited and never sent.
     auto it = connections_.find(id);
-    if (it != connections_.end()) Send(*it->second, std::move(out));
+    if (it != connections_.end()) Send(*it->second, std::move(*out));
   });
 }
 

@@ -75,7 +75,7 @@ class Server {
   Decision Join(PeerIdentity& peer, BorrowedFd conn, const JoinAsk& ask);
   // Runs `send` in this loop turn after the audit lines staged in it are written (group
   // commit): every response goes out through here.
-  void AfterCommit(std::move_only_function<void()> send);
+  void AfterCommit(std::function<void()> send);
   // The accept-time identity of a connection: SO_PEERGROUPS only when an allow rule names a
   // group (read later, by Join, if a reload adds one).
   [[nodiscard]] Result<PeerIdentity> Identify(BorrowedFd conn) const;
@@ -155,8 +155,8 @@ class Server {
   Event sweep_;
   Event refusal_flush_;  // writes the count of unlogged refusals when their second ends
   // This turn's responses, sent after its audit lines are written (flush_).
-  std::vector<std::move_only_function<void()>> outbox_;
-  std::vector<std::move_only_function<void()>> sending_;
+  std::vector<std::function<void()>> outbox_;
+  std::vector<std::function<void()>> sending_;
   Event flush_;
 };
 

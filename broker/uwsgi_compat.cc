@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 
 #include "audit.h"
 #include "catalog.h"
@@ -102,9 +103,10 @@ void UwsgiListener::Greet(Connection& conn) {
       server_.Join(conn.peer, conn.fd,
                    {.target = server_.catalog().config().uwsgi_target, .usable = UwsgiKinds()});
   // Sent once the turn's audit lines are written; the decision keeps its descriptors open.
-  server_.AfterCommit([this, id = conn.id, d = std::move(decision)] {
+  auto d = std::make_shared<Decision>(std::move(decision));  // copyable for std::function
+  server_.AfterCommit([this, id = conn.id, d] {
     auto it = open_.find(id);
-    if (it != open_.end()) Send(*it->second, d);
+    if (it != open_.end()) Send(*it->second, *d);
   });
 }
 
