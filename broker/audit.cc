@@ -86,15 +86,15 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec, AuditF
     openlog("nsbrokerd", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
     log->syslog_ = true;
   } else if (spec != "-") {
-    log->file_.reset(open(spec.c_str(),
-                          O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
-                              O_NONBLOCK,
-                          0640));
+    log->file_.reset(
+        open(spec.c_str(),
+             O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0640));
     if (!log->file_.valid()) return SysError("audit_log " + spec);
     struct stat st;
     if (fstat(log->file_.get(), &st) != 0) return SysError("audit_log " + spec);
     if (!S_ISREG(st.st_mode)) {
-      return MakeError(ErrorCode::kPermissionDenied, "audit_log " + spec + " is not a regular file");
+      return MakeError(ErrorCode::kPermissionDenied,
+                       "audit_log " + spec + " is not a regular file");
     }
   }
   return log;
@@ -109,8 +109,8 @@ void AuditLog::Write(const AuditRecord& record) {
 
 void AuditLog::Stage(const AuditRecord& record) {
   auto now = std::chrono::system_clock::now();
-  std::string line = format_ == AuditFormat::kJson ? FormatAuditJson(record, now)
-                                                   : FormatAuditLine(record, now);
+  std::string line =
+      format_ == AuditFormat::kJson ? FormatAuditJson(record, now) : FormatAuditLine(record, now);
   if (syslog_) {
     // syslog(3) takes one line per call; it is sent at once, which is before the response.
     syslog(LOG_AUTHPRIV | LOG_NOTICE, "%s", line.c_str());

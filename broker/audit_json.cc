@@ -42,8 +42,7 @@ std::string FormatAuditJson(const AuditRecord& r, std::chrono::system_clock::tim
   gmtime_r(&t, &tm);
   char when[48];
   std::size_t n = std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(when + n, sizeof when - n, ".%09lldZ",
-                static_cast<long long>(nanoseconds.count()));
+  std::snprintf(when + n, sizeof when - n, ".%09lldZ", static_cast<long long>(nanoseconds.count()));
 
   std::string out = r.granted ? "{\"accept\":{" : "{\"reject\":{";
   out += "\"time\":{\"seconds\":" + std::to_string(seconds.count()) +
@@ -71,8 +70,7 @@ std::string FormatAuditJson(const AuditRecord& r, std::chrono::system_clock::tim
       if (i > 0) out += ',';
       out += "{\"kind\":";
       AppendString(out, KindName(ns.kind));
-      out += ",\"id\":" + std::to_string(ns.ns_id) + ",\"inode\":" + std::to_string(ns.inode) +
-             "}";
+      out += ",\"id\":" + std::to_string(ns.ns_id) + ",\"inode\":" + std::to_string(ns.inode) + "}";
     }
     out += ']';
   }

@@ -116,7 +116,8 @@ void Catalog::Record(std::size_t index, Result<TargetHandlePtr> handle, Clock::t
   // a path or a netns that is wrong now stays wrong until the config changes (or, for
   // netns, a reload).
   if (Reresolves(entry.spec->source)) {
-    entry.backoff = entry.backoff.count() == 0 ? kFirstBackoff : std::min(entry.backoff * 2, kMaxBackoff);
+    entry.backoff =
+        entry.backoff.count() == 0 ? kFirstBackoff : std::min(entry.backoff * 2, kMaxBackoff);
     entry.retry_at = now + entry.backoff;
   }
 }

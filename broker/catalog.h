@@ -27,7 +27,7 @@ struct CatalogEntry {
   bool pending = false;    // not opened yet (start-up or reload in progress)
   bool resolving = false;  // waiting for the lifecycle's background resolution (oci)
   std::chrono::system_clock::time_point since{};  // when `gone` last changed to or from ""
-  std::uint64_t restarts = 0;  // new processes served after one exited
+  std::uint64_t restarts = 0;                     // new processes served after one exited
   // Re-resolved targets: the next attempt and the wait after a failure.
   std::chrono::steady_clock::time_point retry_at = std::chrono::steady_clock::time_point::max();
   std::chrono::milliseconds backoff{0};
@@ -50,8 +50,8 @@ class Catalog {
                                         TargetOpener opener = OpenTarget);
   // Build, then open every pending target. Never fails: a target that cannot be opened is
   // unavailable with "FILE:LINE:COL: target 'NAME': reason".
-  [[nodiscard]] static Result<std::unique_ptr<Catalog>> Open(Config config,
-                                                             const TargetOpener& opener = OpenTarget);
+  [[nodiscard]] static Result<std::unique_ptr<Catalog>> Open(
+      Config config, const TargetOpener& opener = OpenTarget);
 
   // Opens up to `limit` pending targets, in order; returns how many are still pending.
   std::size_t OpenPending(std::size_t limit);

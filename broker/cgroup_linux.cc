@@ -93,12 +93,13 @@ Result<EntryFd> OpenCgroupDirectory(const std::string& proc_dir) {
   }
   UniqueFd root(open(mount_point->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root.valid()) return SysError("open " + *mount_point);
-  open_how how{.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
-               .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-                          RESOLVE_NO_XDEV};
+  open_how how{
+      .flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+      .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
   std::string relative = path == "/" ? "." : path.substr(1);
   std::string what = *mount_point + path;
-  UniqueFd fd(static_cast<int>(syscall(SYS_openat2, root.get(), relative.c_str(), &how, sizeof how)));
+  UniqueFd fd(
+      static_cast<int>(syscall(SYS_openat2, root.get(), relative.c_str(), &how, sizeof how)));
   if (!fd.valid()) return SysError("open " + what);
   struct statfs fs;
   struct stat st;
@@ -106,8 +107,8 @@ Result<EntryFd> OpenCgroupDirectory(const std::string& proc_dir) {
   if (fs.f_type != CGROUP2_SUPER_MAGIC) {
     return MakeError(ErrorCode::kInvalidRequest, what + " is not on a cgroup2 file system");
   }
-  return EntryFd{.kind = NsKind::kCgroupDir, .fd = std::move(fd), .inode = st.st_ino,
-                 .device = st.st_dev};
+  return EntryFd{
+      .kind = NsKind::kCgroupDir, .fd = std::move(fd), .inode = st.st_ino, .device = st.st_dev};
 }
 
 }  // namespace nsbroker

@@ -288,8 +288,9 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, Resolv
     case v1::Target::kCgroup:
       if (!ValidCgroupPath(t.cgroup())) {
         return r.Fail(where.Of("cgroup"),
-                      quoted + "cgroup must be an absolute path below the cgroup2 mount, "
-                               "without '.' or '..' components");
+                      quoted +
+                          "cgroup must be an absolute path below the cgroup2 mount, "
+                          "without '.' or '..' components");
       }
       spec.source = SourceType::kCgroup;
       spec.file = t.cgroup();
@@ -297,8 +298,8 @@ Result<TargetSpec> ResolveTarget(const v1::Target& t, const Where& where, Resolv
     case v1::Target::kUnit: {
       auto path = UnitCgroup(t.unit());
       if (!path) {
-        return r.Fail(where.Of("unit"), quoted + "unit '" + t.unit() +
-                                            "' must be a system service, NAME.service");
+        return r.Fail(where.Of("unit"),
+                      quoted + "unit '" + t.unit() + "' must be a system service, NAME.service");
       }
       spec.source = SourceType::kCgroup;
       spec.file = *path;

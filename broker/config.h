@@ -60,11 +60,11 @@ struct Rule {
 struct TargetSpec {
   std::string name;
   SourceType source = SourceType::kSelf;
-  pid_t pid = 0;     // kPid
+  pid_t pid = 0;  // kPid
   // kPidFile: the pid file; kNetns: /run/netns/NAME; kJail: name or jid; kCgroup: the group's
   // path below the cgroup2 mount ("/system.slice/NAME.service" for a unit)
   std::string file;
-  OciSpec oci;  // kOci
+  OciSpec oci;                                        // kOci
   std::vector<std::pair<NsKind, std::string>> paths;  // kPaths
   KindSet expose = 0;  // resolved: the explicit list or the source's default
   std::vector<Rule> rules;

@@ -49,8 +49,7 @@ Result<GrantSetPtr> GrantCache::Get(const TargetHandle& handle, const TargetSpec
   return GrantSetPtr(std::move(set));
 }
 
-void GrantCache::LogChanges(const TargetSpec& spec, const GrantSet& before,
-                            const GrantSet& after) {
+void GrantCache::LogChanges(const TargetSpec& spec, const GrantSet& before, const GrantSet& after) {
   for (const EntryFd& now : after.entries) {
     for (const EntryFd& was : before.entries) {
       if (was.kind != now.kind) continue;

@@ -101,9 +101,9 @@ Outcome Status(const Catalog& catalog, const Stats& stats, const PeerIdentity& p
     t.set_available(entry.gone.empty());
     t.set_reason(entry.gone);
     if (entry.handle) t.set_pid(entry.handle->pid());
-    t.set_since_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
-                            entry.since.time_since_epoch())
-                            .count());
+    t.set_since_unix_ms(
+        std::chrono::duration_cast<std::chrono::milliseconds>(entry.since.time_since_epoch())
+            .count());
     t.set_restarts(entry.restarts);
     bytes += EntryBytes(t);
     if (bytes > kPageBytes && s->targets_size() > 0) {
@@ -118,7 +118,7 @@ Outcome Status(const Catalog& catalog, const Stats& stats, const PeerIdentity& p
 // The platform could not open what policy granted: UNAVAILABLE (gone) and RESOURCE_EXHAUSTED
 // keep their codes, anything else is our INTERNAL problem. Audited as an error.
 Decision OpenFailed(const Error& error, const PeerIdentity& peer, std::string_view target,
-                   KindSet kinds) {
+                    KindSet kinds) {
   const std::string quoted = "target '" + std::string(target) + "'";
   Error e = error;
   e.message = e.code == ErrorCode::kUnavailable ? quoted + " is unavailable: " + e.message
@@ -153,12 +153,12 @@ Decision GrantJail(const CatalogEntry& entry, const PeerIdentity& peer, std::str
 
 JoinEntry Describe(const EntryFd& e, const PeerIdentity& peer) {
   JoinEntry g{.kind = e.kind,
-               .fd = e.fd.get(),
-               .inode = e.inode,
-               .device = e.device,
-               .ns_id = e.ns_id,
-               .jid = e.jid,
-               .jail_name = e.jail_name};
+              .fd = e.fd.get(),
+              .inode = e.inode,
+              .device = e.device,
+              .ns_id = e.ns_id,
+              .jid = e.jid,
+              .jail_name = e.jail_name};
   // A jail descriptor also lets its holder remove or reconfigure the jail: root only;
   // everyone else attaches by jid (DESIGN.md, FreeBSD).
   if (e.kind == NsKind::kJail && peer.uid != 0) g.fd = -1;
@@ -185,12 +185,13 @@ KindSet UsableKinds(const TargetSpec* spec, const PeerIdentity& peer, KindSet us
 }
 
 Decision Join(const Catalog& catalog, GrantCache* cache, const PeerIdentity& peer,
-              const JoinAsk& ask, std::size_t fd_budget, std::chrono::steady_clock::time_point now) {
+              const JoinAsk& ask, std::size_t fd_budget,
+              std::chrono::steady_clock::time_point now) {
   std::string_view target = ask.target;
   const CatalogEntry* entry = catalog.Find(target);
-  KindSet requested =
-      ask.usable != 0 ? UsableKinds(entry != nullptr ? entry->spec : nullptr, peer, ask.usable)
-                      : ask.kinds;
+  KindSet requested = ask.usable != 0
+                          ? UsableKinds(entry != nullptr ? entry->spec : nullptr, peer, ask.usable)
+                          : ask.kinds;
   if (entry == nullptr && target.size() > 64) {
     // Names are at most 64 characters; don't copy a peer's 64 KiB into the audit log.
     std::string message = "unknown target (name of " + std::to_string(target.size()) + " bytes)";
@@ -210,9 +211,9 @@ Decision Join(const Catalog& catalog, GrantCache* cache, const PeerIdentity& pee
   }
   JoinDecision decision = DecideJoin(*entry->spec, peer, requested);
   if (!decision.granted) {
-    return Deny(decision.error, target, decision.kinds, peer, decision.reason,
-                decision.error.code == ErrorCode::kPermissionDenied ? Tally::kDenial
-                                                                    : Tally::kError);
+    return Deny(
+        decision.error, target, decision.kinds, peer, decision.reason,
+        decision.error.code == ErrorCode::kPermissionDenied ? Tally::kDenial : Tally::kError);
   }
   const std::string quoted = "target '" + std::string(target) + "'";
   if (!entry->gone.empty()) {
@@ -239,8 +240,8 @@ Decision Join(const Catalog& catalog, GrantCache* cache, const PeerIdentity& pee
     // Every namespace the target exposes, whatever this grant asked: one set per target
     // whose size does not depend on the order of requests. ROOT and CWD once asked for.
     KindSet fetch = decision.kinds | (entry->spec->expose & ~kNotNamespaces);
-    auto set = cache->Get(*entry->handle, *entry->spec, fetch, RefreshOf(catalog, *entry->spec),
-                          now);
+    auto set =
+        cache->Get(*entry->handle, *entry->spec, fetch, RefreshOf(catalog, *entry->spec), now);
     if (!set) return OpenFailed(set.error(), peer, target, decision.kinds);
     out.held = std::move(*set);
   } else {

@@ -1,8 +1,8 @@
 // Owns the request path as a pure function: bytes from an identified peer in, a response, its
 // descriptors and the audit record out. Never touches a socket, so it can be fuzzed alone.
 //
-//   nsbroker::Outcome out = nsbroker::HandleRequest(catalog, stats, peer, bytes, fd_budget, &cache);
-//   if (out.audit) audit.Stage(*out.audit);   // committed before the response is sent
+//   nsbroker::Outcome out = nsbroker::HandleRequest(catalog, stats, peer, bytes, fd_budget,
+//   &cache); if (out.audit) audit.Stage(*out.audit);   // committed before the response is sent
 //   SendMessage(conn, out.response, FdNumbers(out.fds));
 #pragma once
 

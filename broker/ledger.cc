@@ -42,15 +42,14 @@ Result<void> Ledger::Fit(const Config& config, std::size_t target_fds) const {
   auto n = [](std::size_t v) { return std::to_string(v); };
   const std::string budget = "the descriptor budget " + n(budget_) + " (RLIMIT_NOFILE)";
   // The grant cache is not counted: it shrinks to what this config leaves it.
-  std::size_t table = held(Account::kReserved) + held(Account::kListeners) + target_fds +
-                      config.max_connections;
+  std::size_t table =
+      held(Account::kReserved) + held(Account::kListeners) + target_fds + config.max_connections;
   if (table > budget_) {
     return MakeError(ErrorCode::kResourceExhausted,
                      config.file + ": max_connections " + n(config.max_connections) + " + " +
                          n(target_fds) + " target descriptors + " + n(held(Account::kListeners)) +
-                         " listeners + " + n(held(Account::kReserved)) + " reserved = " +
-                         n(table) + " exceed " +
-                         budget);
+                         " listeners + " + n(held(Account::kReserved)) + " reserved = " + n(table) +
+                         " exceed " + budget);
   }
   if (config.root_reserve >= config.max_connections) {
     return MakeError(ErrorCode::kResourceExhausted,
@@ -84,9 +83,8 @@ void Ledger::Apply(const Config& config) {
 Result<void> Ledger::OpenConnection(uid_t uid) {
   std::size_t all = held(Account::kConnections);
   if (all >= max_connections_) {
-    return MakeError(ErrorCode::kResourceExhausted,
-                     "too many connections (max_connections " + std::to_string(max_connections_) +
-                         ")");
+    return MakeError(ErrorCode::kResourceExhausted, "too many connections (max_connections " +
+                                                        std::to_string(max_connections_) + ")");
   }
   if (uid != 0 && others_connections_ + root_reserve_ >= max_connections_) {
     return MakeError(ErrorCode::kResourceExhausted,
@@ -119,7 +117,8 @@ std::size_t Ledger::Room(uid_t uid) const {
   std::size_t mine = inflight(uid);
   std::size_t room = mine >= max_inflight_per_uid_ ? 0 : max_inflight_per_uid_ - mine;
   // Everyone's share of the budget; all but root leave root's reserve untouched.
-  std::size_t used = uid == 0 ? inflight_all_ : others_inflight_ + root_reserve_ * kMaxGrantDescriptors;
+  std::size_t used =
+      uid == 0 ? inflight_all_ : others_inflight_ + root_reserve_ * kMaxGrantDescriptors;
   std::size_t shared = used >= budget_ ? 0 : budget_ - used;
   return std::min(room, shared);
 }

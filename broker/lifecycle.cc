@@ -159,8 +159,8 @@ void Lifecycle::LogChange(std::size_t index, bool was_available) {
   const CatalogEntry& e = catalog_->entries()[index];
   if (e.gone.empty()) {
     std::string found = e.handle->Resolved();
-    LogLine("target '" + e.spec->name + "' is available: " +
-            (found.empty() ? e.spec->file + " re-read" : found));
+    LogLine("target '" + e.spec->name +
+            "' is available: " + (found.empty() ? e.spec->file + " re-read" : found));
   } else if (was_available || e.backoff.count() <= 100) {
     LogLine("target '" + e.spec->name + "' is unavailable: " + e.gone);
   }
@@ -170,10 +170,9 @@ void Lifecycle::StartResolving(std::size_t index) {
   CatalogEntry& entry = catalog_->entries()[index];
   entry.retry_at = Clock::time_point::max();  // until this resolution ends
   if (resolutions_.contains(index)) return;
-  auto work = StartResolve(base_, *entry.spec, catalog_->hold(),
-                           [this, index](Result<TargetHandlePtr> handle) {
-                             OnResolved(index, std::move(handle));
-                           });
+  auto work = StartResolve(
+      base_, *entry.spec, catalog_->hold(),
+      [this, index](Result<TargetHandlePtr> handle) { OnResolved(index, std::move(handle)); });
   if (work) {
     resolutions_.emplace(index, std::move(*work));
     return;

@@ -22,7 +22,7 @@ struct PeerIdentity {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
-  std::vector<gid_t> groups;  // supplementary groups
+  std::vector<gid_t> groups;   // supplementary groups
   bool groups_unread = false;  // read without `groups` (no policy rule needed them)
 };
 

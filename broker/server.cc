@@ -130,8 +130,7 @@ void Server::Swap(std::unique_ptr<Catalog> catalog, std::unique_ptr<AuditLog> au
   Charge();
 }
 
-void Server::Reload(Config config, std::unique_ptr<AuditLog> audit,
-                    std::function<void()> opened) {
+void Server::Reload(Config config, std::unique_ptr<AuditLog> audit, std::function<void()> opened) {
   Swap(Catalog::Build(std::move(config), catalog_.get()), std::move(audit), std::move(opened));
 }
 
@@ -348,9 +347,8 @@ void Server::OnAccept(UniqueFd fd) {
                                        [this, &c](short what) { OnReadable(c, what); });
   c.writable = std::make_unique<Event>(base_, c.fd.get(), EV_WRITE,
                                        [this, &c](short what) { OnWritable(c, what); });
-  c.expire = std::make_unique<Event>(base_, -1, 0, [this, &c](short) {
-    Close(c, "max_connection_age_ms reached");
-  });
+  c.expire = std::make_unique<Event>(
+      base_, -1, 0, [this, &c](short) { Close(c, "max_connection_age_ms reached"); });
   const Config& config = catalog_->config();
   c.readable->Add(std::chrono::milliseconds(config.idle_timeout_ms));
   c.expire->Add(std::chrono::milliseconds(config.max_connection_age_ms));

@@ -135,8 +135,8 @@ std::string StatusText(const Server& server) {
   std::size_t targets = catalog.entries().size();
   return std::to_string(targets) + " targets (" + std::to_string(targets - catalog.unavailable()) +
          " available); " + std::to_string(stats.grants) + " grants, " +
-         std::to_string(stats.denials) + " denials, " + std::to_string(stats.errors) +
-         " errors, " + std::to_string(stats.active_connections) + " connections";
+         std::to_string(stats.denials) + " denials, " + std::to_string(stats.errors) + " errors, " +
+         std::to_string(stats.active_connections) + " connections";
 }
 
 std::vector<std::string> Warnings(const Catalog& catalog) {
@@ -238,8 +238,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
       return std::unexpected(std::move(dropped.error()));
     }
   }
-  d->server_ = std::make_unique<Server>(base, std::move(*catalog), std::move(*audit),
-                                        options.verbose);
+  d->server_ =
+      std::make_unique<Server>(base, std::move(*catalog), std::move(*audit), options.verbose);
   d->server_->AddListener(std::move(listen_fd));
   if (uwsgi_fd.valid()) {
     d->server_->ChargeListener();

@@ -57,7 +57,7 @@ Result<PassedSockets> TakePassedSockets() {
     std::string what =
         "LISTEN_FDS: descriptor " + std::to_string(fd.get()) + " named '" + name + "'";
     bool lone = fds.size() == 1;
-    UniqueFd* slot = name == "uwsgi"              ? &passed.uwsgi
+    UniqueFd* slot = name == "uwsgi"            ? &passed.uwsgi
                      : name == "native" || lone ? &passed.native
                                                 : nullptr;
     if (slot == nullptr) {

@@ -37,8 +37,8 @@ namespace {
 constexpr KindSet kProcessKinds =
     KindBit(NsKind::kCgroup) | KindBit(NsKind::kIpc) | KindBit(NsKind::kMnt) |
     KindBit(NsKind::kNet) | KindBit(NsKind::kPid) | KindBit(NsKind::kTime) |
-    KindBit(NsKind::kUser) | KindBit(NsKind::kUts) | KindBit(NsKind::kRoot) | KindBit(NsKind::kCwd) |
-    KindBit(NsKind::kCgroupDir);
+    KindBit(NsKind::kUser) | KindBit(NsKind::kUts) | KindBit(NsKind::kRoot) |
+    KindBit(NsKind::kCwd) | KindBit(NsKind::kCgroupDir);
 
 // PIDFD_GET_<KIND>_NAMESPACE: the task's active namespaces, as /proc/PID/ns/<kind> shows.
 unsigned long PidfdNsIoctl(NsKind kind) {
@@ -544,8 +544,8 @@ Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool hold) {
             if (k == kind) path = file;
           }
         }
-        auto entry = kind == NsKind::kCgroupDir ? OpenCgroupDirectory("/proc/self")
-                                                : OpenFile(kind, path);
+        auto entry =
+            kind == NsKind::kCgroupDir ? OpenCgroupDirectory("/proc/self") : OpenFile(kind, path);
         if (!entry) return std::unexpected(std::move(entry.error()));
         held.push_back(std::move(*entry));
       }

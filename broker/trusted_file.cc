@@ -26,10 +26,9 @@ Result<void> Check(const std::string& what, const struct stat& st, bool dir) {
   if (!TrustedOwner(st.st_uid)) return Untrusted(what, "is owned by " + Owner(st) + ", not root");
   bool writable = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
   if (writable && !(dir && (st.st_mode & S_ISVTX))) {
-    return Untrusted(what, "is writable by group or others (mode " +
-                               std::to_string((st.st_mode >> 6) & 7) +
-                               std::to_string((st.st_mode >> 3) & 7) +
-                               std::to_string(st.st_mode & 7) + ")");
+    return Untrusted(
+        what, "is writable by group or others (mode " + std::to_string((st.st_mode >> 6) & 7) +
+                  std::to_string((st.st_mode >> 3) & 7) + std::to_string(st.st_mode & 7) + ")");
   }
   return {};
 }
@@ -81,7 +80,8 @@ Result<Walked> Walk(const std::string& path) {
     if (fstat(next.get(), &st) != 0) return SysError(ErrorCode::kInternal, "fstat " + here);
     if (S_ISLNK(st.st_mode)) {
       if (!TrustedOwner(st.st_uid)) return Untrusted(here, "is a link owned by " + Owner(st));
-      if (++links > kMaxLinks) return MakeError(ErrorCode::kInvalidRequest, path + ": too many links");
+      if (++links > kMaxLinks)
+        return MakeError(ErrorCode::kInvalidRequest, path + ": too many links");
       char target[4096];
       ssize_t n = readlinkat(next.get(), "", target, sizeof target - 1);
       if (n < 0) return SysError(ErrorCode::kInternal, "readlink " + here);

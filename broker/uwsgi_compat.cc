@@ -117,8 +117,7 @@ void UwsgiListener::Send(Connection& conn, const Decision& decision) {
   // One sendmsg (SendDatagram), 15 bytes into a fresh connection's empty buffer: anything
   // short is the peer's doing.
   if (auto sent = SendDatagram(conn.fd, greeting, send); !sent) {
-    LogLine("uwsgi: sending to pid " + std::to_string(conn.peer.pid) + ": " +
-            sent.error().message);
+    LogLine("uwsgi: sending to pid " + std::to_string(conn.peer.pid) + ": " + sent.error().message);
     return Close(conn);
   }
   // uWSGI's server closes here, and clients may read until EOF: they get it now. But the

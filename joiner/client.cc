@@ -10,8 +10,8 @@
 #include <iterator>
 
 #include "client_decode.h"
-#include "nsbroker/kind_set.h"
 #include "enter.h"
+#include "nsbroker/kind_set.h"
 #include "unix_address.h"
 #include "wire.h"
 
@@ -141,8 +141,7 @@ Result<Grant> DecodeGrant(Datagram datagram, std::string_view target,
     if (grant.Find(kind) != nullptr) {
       return MakeError(ErrorCode::kInvalidRequest, "the grant names " + Quoted(kind) + " twice");
     }
-    bool asked =
-        kinds.empty() || (any_namespace && !directory(kind)) || KindSetHas(named, kind);
+    bool asked = kinds.empty() || (any_namespace && !directory(kind)) || KindSetHas(named, kind);
     if (!asked) {
       return MakeError(ErrorCode::kInvalidRequest,
                        "the broker granted " + Quoted(kind) + ", which was not asked for");

@@ -46,9 +46,9 @@ struct Args {
   std::vector<NsKind> kinds;  // empty: every kind of the grant (-a)
   EnterOptions enter;
   bool no_fork = false;
-  bool pty = false;  // --pty: the command on a new pty of its own, in a new session
-  bool keep_fds = false;              // --keep-fds: inherited descriptors reach the command
-  bool join_cgroup = false;           // -c: the command starts in the target's cgroup
+  bool pty = false;          // --pty: the command on a new pty of its own, in a new session
+  bool keep_fds = false;     // --keep-fds: inherited descriptors reach the command
+  bool join_cgroup = false;  // -c: the command starts in the target's cgroup
   bool preserve_credentials = false;  // --preserve-credentials: no uid/gid 0 in a user ns
   std::string root_dir;               // -rDIR: then chroot to DIR, inside the target
   std::string wd_dir;                 // -wDIR or -W DIR: chdir to DIR, inside the target
@@ -82,39 +82,48 @@ Result<std::uint32_t> ParseId(const char* text, const char* what) {
 }
 
 Result<Args> ParseArgs(int argc, char** argv) {
-  enum { kSocket = 256, kList, kJson, kUwsgi, kPty, kKeepFds, kPreserveCredentials, kStatus,
-         kPrometheus };
+  enum {
+    kSocket = 256,
+    kList,
+    kJson,
+    kUwsgi,
+    kPty,
+    kKeepFds,
+    kPreserveCredentials,
+    kStatus,
+    kPrometheus
+  };
   // The namespace options take nsenter's optional FILE only to refuse it clearly.
-  static const option kOptions[] = {{"socket", required_argument, nullptr, kSocket},
-                                    {"list", no_argument, nullptr, kList},
-                                    {"json", no_argument, nullptr, kJson},
-                                    {"status", no_argument, nullptr, kStatus},
-                                    {"prometheus", no_argument, nullptr, kPrometheus},
-                                    {"target", required_argument, nullptr, 't'},
-                                    {"all", no_argument, nullptr, 'a'},
-                                    {"mount", optional_argument, nullptr, 'm'},
-                                    {"uts", optional_argument, nullptr, 'u'},
-                                    {"ipc", optional_argument, nullptr, 'i'},
-                                    {"net", optional_argument, nullptr, 'n'},
-                                    {"pid", optional_argument, nullptr, 'p'},
-                                    {"user", optional_argument, nullptr, 'U'},
-                                    {"cgroup", optional_argument, nullptr, 'C'},
-                                    {"time", optional_argument, nullptr, 'T'},
-                                    {"root", optional_argument, nullptr, 'r'},
-                                    {"wd", optional_argument, nullptr, 'w'},
-                                    {"wdns", required_argument, nullptr, 'W'},
-                                    {"no-fork", no_argument, nullptr, 'F'},
-                                    {"setuid", required_argument, nullptr, 'S'},
-                                    {"setgid", required_argument, nullptr, 'G'},
-                                    {"preserve-credentials", no_argument, nullptr,
-                                     kPreserveCredentials},
-                                    {"keep-fds", no_argument, nullptr, kKeepFds},
-                                    {"join-cgroup", no_argument, nullptr, 'c'},
-                                    {"help", no_argument, nullptr, 'h'},
-                                    {"version", no_argument, nullptr, 'V'},
-                                    {"uwsgi", required_argument, nullptr, kUwsgi},
-                                    {"pty", no_argument, nullptr, kPty},
-                                    {nullptr, 0, nullptr, 0}};
+  static const option kOptions[] = {
+      {"socket", required_argument, nullptr, kSocket},
+      {"list", no_argument, nullptr, kList},
+      {"json", no_argument, nullptr, kJson},
+      {"status", no_argument, nullptr, kStatus},
+      {"prometheus", no_argument, nullptr, kPrometheus},
+      {"target", required_argument, nullptr, 't'},
+      {"all", no_argument, nullptr, 'a'},
+      {"mount", optional_argument, nullptr, 'm'},
+      {"uts", optional_argument, nullptr, 'u'},
+      {"ipc", optional_argument, nullptr, 'i'},
+      {"net", optional_argument, nullptr, 'n'},
+      {"pid", optional_argument, nullptr, 'p'},
+      {"user", optional_argument, nullptr, 'U'},
+      {"cgroup", optional_argument, nullptr, 'C'},
+      {"time", optional_argument, nullptr, 'T'},
+      {"root", optional_argument, nullptr, 'r'},
+      {"wd", optional_argument, nullptr, 'w'},
+      {"wdns", required_argument, nullptr, 'W'},
+      {"no-fork", no_argument, nullptr, 'F'},
+      {"setuid", required_argument, nullptr, 'S'},
+      {"setgid", required_argument, nullptr, 'G'},
+      {"preserve-credentials", no_argument, nullptr, kPreserveCredentials},
+      {"keep-fds", no_argument, nullptr, kKeepFds},
+      {"join-cgroup", no_argument, nullptr, 'c'},
+      {"help", no_argument, nullptr, 'h'},
+      {"version", no_argument, nullptr, 'V'},
+      {"uwsgi", required_argument, nullptr, kUwsgi},
+      {"pty", no_argument, nullptr, kPty},
+      {nullptr, 0, nullptr, 0}};
   Args args;
   bool all = false;
   opterr = 0;
@@ -122,12 +131,13 @@ Result<Args> ParseArgs(int argc, char** argv) {
   // "+": the first non-option starts the command, whose own options stay its own.
   const Error files = MakeError(ErrorCode::kInvalidRequest,
                                 std::string("nsjoin joins broker targets; nsenter enters files "
-                                            "(name the target with -t)\n") + kUsage)
+                                            "(name the target with -t)\n") +
+                                    kUsage)
                           .error();
   while ((c = getopt_long(argc, argv, "+t:amuinpUCTr::w::W:cFS:G:hV", kOptions, nullptr)) != -1) {
     // --net=FILE and friends: a long namespace option with a value.
-    if (optarg != nullptr && std::string_view("muinpUCT").find(static_cast<char>(c)) !=
-                                 std::string_view::npos) {
+    if (optarg != nullptr &&
+        std::string_view("muinpUCT").find(static_cast<char>(c)) != std::string_view::npos) {
       return std::unexpected(files);
     }
     switch (c) {
@@ -312,10 +322,11 @@ int RunList(const Args& args) {
     }
     // Only root's list says which targets are unavailable, and why.
     if (args.json) {
-      out += (i == 0 ? "" : ",") + std::string("{\"name\":") + JsonString(target.name) +
-             ",\"kinds\":[" + kinds + "]" +
-             (target.available ? "" : ",\"available\":false,\"reason\":" + JsonString(target.reason)) +
-             "}";
+      out +=
+          (i == 0 ? "" : ",") + std::string("{\"name\":") + JsonString(target.name) +
+          ",\"kinds\":[" + kinds + "]" +
+          (target.available ? "" : ",\"available\":false,\"reason\":" + JsonString(target.reason)) +
+          "}";
     } else {
       out += target.name + " " + kinds +
              (target.available ? "" : " (unavailable: " + target.reason + ")") + "\n";
@@ -345,8 +356,9 @@ std::string PrometheusText(const BrokerStatus& s) {
          std::to_string(s.connections));
   metric("nsbroker_active_connections", "gauge", "Connections open now.",
          std::to_string(s.active_connections));
-  out += "# HELP nsbroker_target_available Whether a target can be joined (1) or not (0).\n"
-         "# TYPE nsbroker_target_available gauge\n";
+  out +=
+      "# HELP nsbroker_target_available Whether a target can be joined (1) or not (0).\n"
+      "# TYPE nsbroker_target_available gauge\n";
   for (const BrokerStatus::Target& t : s.targets) {
     std::string label;  // label values escape \\, \" and newlines
     for (char c : t.name) {
@@ -357,20 +369,18 @@ std::string PrometheusText(const BrokerStatus& s) {
         label += c;
       }
     }
-    out += "nsbroker_target_available{target=\"" + label + "\"} " + (t.available ? "1" : "0") +
-           "\n";
+    out +=
+        "nsbroker_target_available{target=\"" + label + "\"} " + (t.available ? "1" : "0") + "\n";
   }
   return out;
 }
 
 std::string StatusJson(const BrokerStatus& s) {
-  std::string out = "{\"uptime_ms\":" + std::to_string(s.uptime_ms) +
-                    ",\"grants\":" + std::to_string(s.grants) +
-                    ",\"denials\":" + std::to_string(s.denials) +
-                    ",\"errors\":" + std::to_string(s.errors) +
-                    ",\"connections\":" + std::to_string(s.connections) +
-                    ",\"active_connections\":" + std::to_string(s.active_connections) +
-                    ",\"targets\":[";
+  std::string out =
+      "{\"uptime_ms\":" + std::to_string(s.uptime_ms) + ",\"grants\":" + std::to_string(s.grants) +
+      ",\"denials\":" + std::to_string(s.denials) + ",\"errors\":" + std::to_string(s.errors) +
+      ",\"connections\":" + std::to_string(s.connections) +
+      ",\"active_connections\":" + std::to_string(s.active_connections) + ",\"targets\":[";
   for (std::size_t i = 0; i < s.targets.size(); ++i) {
     const BrokerStatus::Target& t = s.targets[i];
     out += (i == 0 ? "" : ",") + std::string("{\"name\":") + JsonString(t.name) +
@@ -417,7 +427,7 @@ void ForwardToChild(int sig) {
 // signals a supervisor sends it, and ignores those a terminal sends to the whole group.
 int WaitForChild(const std::string& target, pid_t child) {
   g_child = child;
-  struct sigaction forward {};
+  struct sigaction forward{};
   forward.sa_handler = ForwardToChild;
   sigaction(SIGTERM, &forward, nullptr);
   sigaction(SIGHUP, &forward, nullptr);

@@ -35,7 +35,7 @@ void NoteWinch(int) { g_winch = 1; }
 void NoteChld(int) { g_chld = 1; }
 
 void Handle(int sig, void (*handler)(int)) {
-  struct sigaction action {};
+  struct sigaction action{};
   action.sa_handler = handler;
   sigemptyset(&action.sa_mask);
   sigaction(sig, &action, nullptr);

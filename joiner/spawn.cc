@@ -93,7 +93,7 @@ void Forward(int sig) {
 // ended (the same signal, without a core dump of its own, or the same exit code).
 [[noreturn]] void StandInFor(pid_t command) {
   g_command_pid = command;
-  struct sigaction forward {};
+  struct sigaction forward{};
   forward.sa_handler = Forward;
   for (int sig : {SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaction(sig, &forward, nullptr);
   // A terminal sends these to the whole process group: the command has them already.

@@ -157,9 +157,9 @@ Result<Datagram> ReceiveDatagram(const SocketCalls& calls, BorrowedFd sock, std:
                          " bytes does not end its record (the sender must pass MSG_EOR)");
   }
   if (msg.msg_flags & MSG_CTRUNC) {
-    return MakeError(ErrorCode::kInvalidRequest,
-                     "message carries more than " + std::to_string(max_fds) +
-                         " descriptors (control data truncated)");
+    return MakeError(ErrorCode::kInvalidRequest, "message carries more than " +
+                                                     std::to_string(max_fds) +
+                                                     " descriptors (control data truncated)");
   }
   if (!only_rights) {
     return MakeError(ErrorCode::kInvalidRequest, "unexpected control message");
@@ -229,9 +229,9 @@ Result<v1::Response> DecodeResponse(std::string_view bytes, std::size_t fd_count
       if (!entry.has_fd_index()) continue;
       std::uint32_t index = entry.fd_index();
       if (index >= fd_count) {
-        return MakeError(ErrorCode::kInvalidRequest,
-                         "grant entry refers to descriptor " + std::to_string(index) + " of " +
-                             std::to_string(fd_count));
+        return MakeError(ErrorCode::kInvalidRequest, "grant entry refers to descriptor " +
+                                                         std::to_string(index) + " of " +
+                                                         std::to_string(fd_count));
       }
       if (used[index]) {
         return MakeError(ErrorCode::kInvalidRequest,
@@ -242,35 +242,49 @@ Result<v1::Response> DecodeResponse(std::string_view bytes, std::size_t fd_count
     }
   }
   if (referenced != fd_count) {
-    return MakeError(ErrorCode::kInvalidRequest,
-                     "response carries " + std::to_string(fd_count - referenced) +
-                         " descriptors no entry refers to");
+    return MakeError(ErrorCode::kInvalidRequest, "response carries " +
+                                                     std::to_string(fd_count - referenced) +
+                                                     " descriptors no entry refers to");
   }
   return response;
 }
 
 v1::Error::Code ErrorCodeToWire(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kNotFound: return v1::Error::NOT_FOUND;
-    case ErrorCode::kPermissionDenied: return v1::Error::PERMISSION_DENIED;
-    case ErrorCode::kInvalidRequest: return v1::Error::INVALID_REQUEST;
-    case ErrorCode::kUnavailable: return v1::Error::UNAVAILABLE;
-    case ErrorCode::kResourceExhausted: return v1::Error::RESOURCE_EXHAUSTED;
-    case ErrorCode::kUnsupportedVersion: return v1::Error::UNSUPPORTED_VERSION;
-    case ErrorCode::kInternal: return v1::Error::INTERNAL;
+    case ErrorCode::kNotFound:
+      return v1::Error::NOT_FOUND;
+    case ErrorCode::kPermissionDenied:
+      return v1::Error::PERMISSION_DENIED;
+    case ErrorCode::kInvalidRequest:
+      return v1::Error::INVALID_REQUEST;
+    case ErrorCode::kUnavailable:
+      return v1::Error::UNAVAILABLE;
+    case ErrorCode::kResourceExhausted:
+      return v1::Error::RESOURCE_EXHAUSTED;
+    case ErrorCode::kUnsupportedVersion:
+      return v1::Error::UNSUPPORTED_VERSION;
+    case ErrorCode::kInternal:
+      return v1::Error::INTERNAL;
   }
   return v1::Error::INTERNAL;
 }
 
 ErrorCode ErrorCodeFromWire(v1::Error::Code code) {
   switch (code) {
-    case v1::Error::NOT_FOUND: return ErrorCode::kNotFound;
-    case v1::Error::PERMISSION_DENIED: return ErrorCode::kPermissionDenied;
-    case v1::Error::INVALID_REQUEST: return ErrorCode::kInvalidRequest;
-    case v1::Error::UNAVAILABLE: return ErrorCode::kUnavailable;
-    case v1::Error::RESOURCE_EXHAUSTED: return ErrorCode::kResourceExhausted;
-    case v1::Error::UNSUPPORTED_VERSION: return ErrorCode::kUnsupportedVersion;
-    default: return ErrorCode::kInternal;
+    case v1::Error::NOT_FOUND:
+      return ErrorCode::kNotFound;
+    case v1::Error::PERMISSION_DENIED:
+      return ErrorCode::kPermissionDenied;
+    case v1::Error::INVALID_REQUEST:
+      return ErrorCode::kInvalidRequest;
+    case v1::Error::UNAVAILABLE:
+      return ErrorCode::kUnavailable;
+    case v1::Error::RESOURCE_EXHAUSTED:
+      return ErrorCode::kResourceExhausted;
+    case v1::Error::UNSUPPORTED_VERSION:
+      return ErrorCode::kUnsupportedVersion;
+    default:
+      return ErrorCode::kInternal;
   }
 }
 

@@ -80,7 +80,8 @@ const SocketCalls& KernelSockets();
 [[nodiscard]] bool TakeRightsFds(msghdr& msg, std::vector<UniqueFd>& fds);
 
 // Serializes `message` (refusing more than kMaxMessageSize) and sends it with `fds`.
-[[nodiscard]] Result<void> SendMessage(BorrowedFd sock, const google::protobuf::MessageLite& message,
+[[nodiscard]] Result<void> SendMessage(BorrowedFd sock,
+                                       const google::protobuf::MessageLite& message,
                                        std::span<const int> fds = {});
 
 // Parses a request: garbage is kInvalidRequest, another protocol_version kUnsupportedVersion.

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -13,8 +14,6 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
@@ -261,7 +260,8 @@ RunResult RunCommand(const std::vector<std::string>& argv, const RunOptions& opt
     if (options.uid) {
       gid_t gid = options.gid.value_or(static_cast<gid_t>(*options.uid));
       if (setgroups(options.groups.size(), options.groups.data()) != 0 ||
-          setresgid(gid, gid, gid) != 0 || setresuid(*options.uid, *options.uid, *options.uid) != 0) {
+          setresgid(gid, gid, gid) != 0 ||
+          setresuid(*options.uid, *options.uid, *options.uid) != 0) {
         _exit(120);
       }
       if (chdir("/") != 0) _exit(121);
@@ -330,7 +330,8 @@ bool WaitForSocket(const std::string& path, std::chrono::milliseconds timeout) {
   return false;
 }
 
-Result<Broker> Broker::Start(const std::string& config, const std::vector<std::string>& extra_args) {
+Result<Broker> Broker::Start(const std::string& config,
+                             const std::vector<std::string>& extra_args) {
   return Start(config, BrokerOptions{.extra_args = extra_args});
 }
 
@@ -409,9 +410,8 @@ Result<std::string> Broker::WaitForReady(std::chrono::milliseconds timeout) {
       return SysError(ErrorCode::kInternal, "poll");
     }
     if (fds[1].revents != 0 && fds[0].revents == 0) {
-      return MakeError(ErrorCode::kUnavailable,
-                       "nsbrokerd exited with status " + std::to_string(process_.Wait()) + ": " +
-                           log());
+      return MakeError(ErrorCode::kUnavailable, "nsbrokerd exited with status " +
+                                                    std::to_string(process_.Wait()) + ": " + log());
     }
   }
 }

@@ -6,8 +6,8 @@
 
 #include <chrono>
 #include <csignal>
-#include <memory>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>

@@ -10,10 +10,8 @@
 #include "nsbroker/error.h"
 
 // Prints the error's message when a Result holds an error [libbase ASSERT_RESULT_OK].
-#define ASSERT_OK(result) \
-  ASSERT_TRUE((result).has_value()) << "error: " << (result).error().message
-#define EXPECT_OK(result) \
-  EXPECT_TRUE((result).has_value()) << "error: " << (result).error().message
+#define ASSERT_OK(result) ASSERT_TRUE((result).has_value()) << "error: " << (result).error().message
+#define EXPECT_OK(result) EXPECT_TRUE((result).has_value()) << "error: " << (result).error().message
 
 namespace nsbroker::testing {
 

@@ -22,14 +22,14 @@ enum class NsKind : std::uint8_t {
   kTime = 6,
   kUser = 7,
   kUts = 8,
-  kRoot = 9,  // O_PATH descriptor of the target's root directory (nsenter -r)
-  kCwd = 10,  // O_PATH descriptor of the target's working directory (nsenter -w)
-  kJail = 11, // FreeBSD jail
+  kRoot = 9,        // O_PATH descriptor of the target's root directory (nsenter -r)
+  kCwd = 10,        // O_PATH descriptor of the target's working directory (nsenter -w)
+  kJail = 11,       // FreeBSD jail
   kCgroupDir = 12,  // O_DIRECTORY descriptor of the target's cgroup v2 directory (nsjoin -c)
 };
 
 inline constexpr std::array<NsKind, 8> kNamespaceKinds = {
-    NsKind::kCgroup, NsKind::kIpc, NsKind::kMnt,  NsKind::kNet,
+    NsKind::kCgroup, NsKind::kIpc,  NsKind::kMnt,  NsKind::kNet,
     NsKind::kPid,    NsKind::kTime, NsKind::kUser, NsKind::kUts};
 
 inline constexpr std::array<NsKind, 12> kAllKinds = {
@@ -54,18 +54,30 @@ constexpr bool IsNamespaceKind(NsKind kind) {
 // Lower-case name, as in nsenter and /proc/PID/ns: "net", "root", "jail".
 constexpr std::string_view KindName(NsKind kind) {
   switch (kind) {
-    case NsKind::kCgroup: return "cgroup";
-    case NsKind::kIpc: return "ipc";
-    case NsKind::kMnt: return "mnt";
-    case NsKind::kNet: return "net";
-    case NsKind::kPid: return "pid";
-    case NsKind::kTime: return "time";
-    case NsKind::kUser: return "user";
-    case NsKind::kUts: return "uts";
-    case NsKind::kRoot: return "root";
-    case NsKind::kCwd: return "cwd";
-    case NsKind::kJail: return "jail";
-    case NsKind::kCgroupDir: return "cgroupdir";
+    case NsKind::kCgroup:
+      return "cgroup";
+    case NsKind::kIpc:
+      return "ipc";
+    case NsKind::kMnt:
+      return "mnt";
+    case NsKind::kNet:
+      return "net";
+    case NsKind::kPid:
+      return "pid";
+    case NsKind::kTime:
+      return "time";
+    case NsKind::kUser:
+      return "user";
+    case NsKind::kUts:
+      return "uts";
+    case NsKind::kRoot:
+      return "root";
+    case NsKind::kCwd:
+      return "cwd";
+    case NsKind::kJail:
+      return "jail";
+    case NsKind::kCgroupDir:
+      return "cgroupdir";
   }
   return "?";
 }
@@ -99,15 +111,24 @@ constexpr int KindToWire(NsKind kind) { return static_cast<int>(kind); }
 // CLONE_NEW* for setns(2)'s nstype; 0 for ROOT, CWD and JAIL.
 constexpr int KindCloneFlag(NsKind kind) {
   switch (kind) {
-    case NsKind::kCgroup: return kCloneNewCgroup;
-    case NsKind::kIpc: return kCloneNewIpc;
-    case NsKind::kMnt: return kCloneNewNs;
-    case NsKind::kNet: return kCloneNewNet;
-    case NsKind::kPid: return kCloneNewPid;
-    case NsKind::kTime: return kCloneNewTime;
-    case NsKind::kUser: return kCloneNewUser;
-    case NsKind::kUts: return kCloneNewUts;
-    default: return 0;
+    case NsKind::kCgroup:
+      return kCloneNewCgroup;
+    case NsKind::kIpc:
+      return kCloneNewIpc;
+    case NsKind::kMnt:
+      return kCloneNewNs;
+    case NsKind::kNet:
+      return kCloneNewNet;
+    case NsKind::kPid:
+      return kCloneNewPid;
+    case NsKind::kTime:
+      return kCloneNewTime;
+    case NsKind::kUser:
+      return kCloneNewUser;
+    case NsKind::kUts:
+      return kCloneNewUts;
+    default:
+      return 0;
   }
 }
 

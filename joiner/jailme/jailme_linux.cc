@@ -72,8 +72,8 @@ Result<void> CheckRealSetuidStart() {
                      "on the host, not as root or inside a user namespace; root uses nsjoin");
   }
   UniqueFd ns(open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC));
-  struct statfs fs {};
-  struct stat st {};
+  struct statfs fs{};
+  struct stat st{};
   if (!ns.valid() || fstatfs(ns.get(), &fs) != 0 || fstat(ns.get(), &st) != 0) {
     return SysError(ErrorCode::kPermissionDenied,
                     "cannot tell its user namespace (/proc/self/ns/user)");

@@ -193,7 +193,8 @@ void CloseAllBut(int keep) {
   if (auto r = ForbidTracing(); !r) Die(r.error().message);
   std::vector<std::string> kept_env = TakeEnvironment();
   // A constant string, before the setuid check: packagers and users ask it of any install.
-  if (argc == 2 && (std::string_view(argv[1]) == "-V" || std::string_view(argv[1]) == "--version")) {
+  if (argc == 2 &&
+      (std::string_view(argv[1]) == "-V" || std::string_view(argv[1]) == "--version")) {
     std::fputs("jailme (nsbroker) " NSB_VERSION "\n", stdout);
     _exit(std::fflush(stdout) == 0 ? 0 : kExitFailure);
   }
@@ -238,8 +239,8 @@ void CloseAllBut(int keep) {
     if (!client) return std::unexpected(std::move(client.error()));
     // The target's own root and working directory, and its cgroup, come only when named
     // (nsbrokerd(8)), and naming one the target does not expose is an error: name those the
-    // broker lists for this user. A target it does not list gets a plain Join, so the broker's refusal (and its
-    // audit line) is what the user sees.
+    // broker lists for this user. A target it does not list gets a plain Join, so the broker's
+    // refusal (and its audit line) is what the user sees.
     auto targets = client->List();
     if (!targets) return std::unexpected(std::move(targets.error()));
     std::vector<NsKind> dirs;

@@ -335,14 +335,15 @@ int RunStatus(const Options& options) {
     return 1;
   }
   const v1::Status& st = response->status();
-  std::printf("descriptor_budget=%llu descriptors_held=%llu cache_descriptors=%llu "
-              "cache_hits=%llu cache_misses=%llu grants=%llu\n",
-              static_cast<unsigned long long>(st.descriptor_budget()),
-              static_cast<unsigned long long>(st.descriptors_held()),
-              static_cast<unsigned long long>(st.cache_descriptors()),
-              static_cast<unsigned long long>(st.cache_hits()),
-              static_cast<unsigned long long>(st.cache_misses()),
-              static_cast<unsigned long long>(st.grants()));
+  std::printf(
+      "descriptor_budget=%llu descriptors_held=%llu cache_descriptors=%llu "
+      "cache_hits=%llu cache_misses=%llu grants=%llu\n",
+      static_cast<unsigned long long>(st.descriptor_budget()),
+      static_cast<unsigned long long>(st.descriptors_held()),
+      static_cast<unsigned long long>(st.cache_descriptors()),
+      static_cast<unsigned long long>(st.cache_hits()),
+      static_cast<unsigned long long>(st.cache_misses()),
+      static_cast<unsigned long long>(st.grants()));
   return 0;
 }
 

@@ -4,7 +4,8 @@
 // audit: never deploy it; it hands the target's namespaces to anyone who can connect.
 //
 //   nsbroker-ceiling --socket /tmp/c.sock --pid 4242 [--kinds net,uts,...,root,cwd]
-//   nsbroker-ceiling --uwsgi --socket /tmp/u.sock --pid 4242 --kinds net,uts,ipc,pid,cgroup,time,mnt
+//   nsbroker-ceiling --uwsgi --socket /tmp/u.sock --pid 4242 --kinds
+//   net,uts,ipc,pid,cgroup,time,mnt
 //
 // With --uwsgi it speaks uWSGI's setns-socket format instead (SOCK_STREAM; on accept, one
 // sendmsg of the 15-byte greeting and the descriptors, in --kinds order, then close).
@@ -219,12 +220,10 @@ int Run(const std::string& path, pid_t pid, std::string_view kinds, const std::s
 }  // namespace nsbroker::bench
 
 int main(int argc, char** argv) {
-  static const option kLong[] = {{"socket", required_argument, nullptr, 's'},
-                                 {"pid", required_argument, nullptr, 'p'},
-                                 {"kinds", required_argument, nullptr, 'k'},
-                                 {"target", required_argument, nullptr, 't'},
-                                 {"uwsgi", no_argument, nullptr, 'u'},
-                                 {nullptr, 0, nullptr, 0}};
+  static const option kLong[] = {
+      {"socket", required_argument, nullptr, 's'}, {"pid", required_argument, nullptr, 'p'},
+      {"kinds", required_argument, nullptr, 'k'},  {"target", required_argument, nullptr, 't'},
+      {"uwsgi", no_argument, nullptr, 'u'},        {nullptr, 0, nullptr, 0}};
   bool uwsgi = false;
   std::string socket_path;
   std::string kinds(nsbroker::bench::kDefaultKinds);
@@ -255,10 +254,11 @@ int main(int argc, char** argv) {
     }
   }
   if (socket_path.empty() || pid <= 0 || optind != argc) {
-    std::fprintf(stderr,
-                 "usage: nsbroker-ceiling [--uwsgi] --socket PATH --pid PID [--kinds LIST] [--target N]\n"
-                 "  LIST: comma-separated kinds, default %s\n",
-                 nsbroker::bench::kDefaultKinds.data());
+    std::fprintf(
+        stderr,
+        "usage: nsbroker-ceiling [--uwsgi] --socket PATH --pid PID [--kinds LIST] [--target N]\n"
+        "  LIST: comma-separated kinds, default %s\n",
+        nsbroker::bench::kDefaultKinds.data());
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);

@@ -83,9 +83,9 @@ TEST(AuditJson, TheBrokerWritesOneObjectPerDecision) {
   ASSERT_TRUE(client.has_value()) << client.error().message;
   auto grant = client->Join("t", std::vector<NsKind>{NsKind::kNet, NsKind::kUts});
   ASSERT_TRUE(grant.has_value()) << grant.error().message;
-  auto refused = testing::RunCommand({testing::NsjoinBinary(), "--socket", broker->socket(),
-                                      "-t", "t", "-n", "--", "/bin/true"},
-                                     {.uid = 65534, .gid = 65534});
+  auto refused = testing::RunCommand(
+      {testing::NsjoinBinary(), "--socket", broker->socket(), "-t", "t", "-n", "--", "/bin/true"},
+      {.uid = 65534, .gid = 65534});
   EXPECT_EQ(refused.status, 125) << refused.err;
 
   std::ifstream in(dir.Join("audit.json"));

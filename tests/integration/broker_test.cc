@@ -2,8 +2,8 @@
 // and as uid 65534 (in forked children).
 #include <fcntl.h>
 #include <grp.h>
-#include <poll.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -233,8 +233,8 @@ TEST(Broker, DeadTargetIsUnavailableUntilItsPidFileNamesAnother) {
   std::string reason = "process " + std::to_string(dead) + " exited";
   ASSERT_TRUE(broker->WaitForLog("target 'web1' is unavailable: " + reason)) << broker->log();
   // The pid file still names the dead process: re-reading it finds nothing new.
-  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("web1", {v1::UTS}))).rfind(
-                "UNAVAILABLE: target 'web1' is unavailable: " + reason, 0),
+  EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("web1", {v1::UTS})))
+                .rfind("UNAVAILABLE: target 'web1' is unavailable: " + reason, 0),
             0u);
   auto status = CallOnce(broker->socket(), StatusRequest());
   ASSERT_OK(status);
@@ -264,13 +264,15 @@ TEST(Broker, ReloadSwapsAGoodConfigAndKeepsTheOldOneOnError) {
   std::string head = "socket: \"" + broker->socket() + "\"\n";
   auto sock = Connect(broker->socket());  // an open connection survives reloads
   ASSERT_OK(sock);
-  EXPECT_EQ(Describe(Call(*sock, JoinRequest("two", {v1::NET}))), "NOT_FOUND: unknown target 'two'");
+  EXPECT_EQ(Describe(Call(*sock, JoinRequest("two", {v1::NET}))),
+            "NOT_FOUND: unknown target 'two'");
 
   std::ofstream(broker->config_path())
       << head << TargetConfig("one", t1->pid()) << TargetConfig("two", t2->pid());
   auto reloaded = broker->Reload();
   ASSERT_OK(reloaded);
-  EXPECT_TRUE(reloaded->starts_with("READY=1\nSTATUS=") && !reloaded->contains("reload failed")) << *reloaded;
+  EXPECT_TRUE(reloaded->starts_with("READY=1\nSTATUS=") && !reloaded->contains("reload failed"))
+      << *reloaded;
   EXPECT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 2 targets"));
   EXPECT_EQ(Describe(Call(*sock, JoinRequest("two", {v1::NET}))), "GRANT net");
 
@@ -285,15 +287,17 @@ TEST(Broker, ReloadSwapsAGoodConfigAndKeepsTheOldOneOnError) {
   EXPECT_TRUE(
       broker->WaitForLog("reload failed, keeping the old config: " + broker->config_path() + ":2:"))
       << broker->log();
-  std::ofstream(broker->config_path()) << head << "\ntarget { name: \"gone\" pid: 999999 }\n"
-                                       << TargetConfig("one", t1->pid())
-                                       << TargetConfig("two", t2->pid());
+  std::ofstream(broker->config_path())
+      << head << "\ntarget { name: \"gone\" pid: 999999 }\n"
+      << TargetConfig("one", t1->pid()) << TargetConfig("two", t2->pid());
   reloaded = broker->Reload();
   ASSERT_OK(reloaded);
-  EXPECT_TRUE(reloaded->starts_with("READY=1\nSTATUS=") && !reloaded->contains("reload failed")) << *reloaded;
+  EXPECT_TRUE(reloaded->starts_with("READY=1\nSTATUS=") && !reloaded->contains("reload failed"))
+      << *reloaded;
   EXPECT_TRUE(broker->WaitForLog(broker->config_path() + ":3:1: target 'gone': no process 999999"))
       << broker->log();
-  EXPECT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 3 targets (1 unavailable)"))
+  EXPECT_TRUE(
+      broker->WaitForLog("reloaded " + broker->config_path() + ": 3 targets (1 unavailable)"))
       << broker->log();
   EXPECT_EQ(Describe(Call(*sock, JoinRequest("two", {v1::NET}))), "GRANT net");
   EXPECT_EQ(Describe(CallOnce(broker->socket(), JoinRequest("one", {v1::NET}))), "GRANT net");

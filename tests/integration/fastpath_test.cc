@@ -80,8 +80,8 @@ TEST(FastPath, ChangedNamespaceIsServedWithinRefreshMsAndTheOldOneBefore) {
   std::string proc_net = "/proc/" + std::to_string(target.pid()) + "/ns/net";
   auto broker = Broker::Start("target { name: \"mover\" pid: " + std::to_string(target.pid()) +
                               " refresh_ms: " + std::to_string(kRefresh.count()) +
-                              " }\ntarget { name: \"fresh\" pid: " +
-                              std::to_string(target.pid()) + " refresh_ms: 0 }\n");
+                              " }\ntarget { name: \"fresh\" pid: " + std::to_string(target.pid()) +
+                              " refresh_ms: 0 }\n");
   ASSERT_OK(broker);
   std::uint64_t old_net = NsInode(proc_net);
   auto fetched = Clock::now();  // no later than the broker's fetch for the first grant
@@ -138,8 +138,8 @@ TEST(FastPath, CacheStaysWithinItsBudgetWith10000Targets) {
   ASSERT_OK(target);
   std::string config = "max_connections: 256\n";
   for (int i = 0; i < kTargets; ++i) {
-    config += "target { name: \"t" + std::to_string(i) + "\" pid: " +
-              std::to_string(target->pid()) + " }\n";
+    config += "target { name: \"t" + std::to_string(i) +
+              "\" pid: " + std::to_string(target->pid()) + " }\n";
   }
   // The broker's budget is the RLIMIT_NOFILE it inherits.
   rlimit old{};
@@ -171,8 +171,7 @@ TEST(FastPath, CacheStaysWithinItsBudgetWith10000Targets) {
   // The hot ones are served from memory.
   for (int round = 0; round < 3; ++round) {
     for (int i = 0; i < 100; ++i) {
-      ASSERT_EQ(Summary(Call(*sock, JoinRequest("t" + std::to_string(i), {v1::NET}))),
-                "GRANT net");
+      ASSERT_EQ(Summary(Call(*sock, JoinRequest("t" + std::to_string(i), {v1::NET}))), "GRANT net");
     }
   }
   auto status = CallOnce(broker->socket(), StatusRequest());
@@ -326,7 +325,8 @@ TEST(FastPath, NativeAndUwsgiListenersDecideAlikeForTheSamePeers) {
         }
       }
       std::string out;
-      for (const auto& [kind, inode] : got) out += std::to_string(static_cast<int>(kind)) + ":" + std::to_string(inode) + " ";
+      for (const auto& [kind, inode] : got)
+        out += std::to_string(static_cast<int>(kind)) + ":" + std::to_string(inode) + " ";
       return out;
     });
     std::string via_uwsgi = as_peer([&] {

@@ -13,8 +13,7 @@ TEST(Harness, TargetHasItsOwnNamespacesAndHostname) {
   auto target = Target::Start({.hostname = "harness-host"});
   ASSERT_OK(target);
   for (const char* kind : {"uts", "ipc", "net", "mnt", "pid", "cgroup"}) {
-    EXPECT_NE(NsInode(target->NsPath(kind)), NsInode(std::string("/proc/self/ns/") + kind))
-        << kind;
+    EXPECT_NE(NsInode(target->NsPath(kind)), NsInode(std::string("/proc/self/ns/") + kind)) << kind;
   }
   auto r = RunCommand({"nsenter", "-t", std::to_string(target->pid()), "-u", "hostname"});
   EXPECT_EQ(r.out, "harness-host\n");

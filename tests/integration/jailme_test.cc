@@ -321,9 +321,9 @@ TEST_F(JailmeTest, RefusesAnythingButARealSetuidStart) {
   EXPECT_EQ(root.status, 125);
   EXPECT_NE(root.err.find("jailme: not a setuid start (AT_SECURE is 0)"), std::string::npos)
       << root.err;
-  auto userns = RunCommand({"unshare", "-U", "-r", jailme_, "web1", "/bin/sh", "-c",
-                            "touch " + Shared("ran")},
-                           {.uid = kNobody});
+  auto userns = RunCommand(
+      {"unshare", "-U", "-r", jailme_, "web1", "/bin/sh", "-c", "touch " + Shared("ran")},
+      {.uid = kNobody});
   EXPECT_EQ(userns.status, 125);
   EXPECT_NE(userns.err.find("jailme: not a setuid start (AT_SECURE is 0)"), std::string::npos)
       << userns.err;
@@ -480,7 +480,7 @@ TEST_F(JailmeTest, TiocstiInsideNeverReachesTheCallersNextRead) {
     std::string jailme = jailme_ + (*mode != '\0' ? std::string(" ") + mode : "");
     auto t = Terminal::Start({"/bin/sh", "-c",
                               jailme + " web1 " NSB_PTY_PROBE " tiocsti 'echo INJECTED\n'; "
-                              "echo DONE; read line; echo \"GOT:$line\""},
+                                       "echo DONE; read line; echo \"GOT:$line\""},
                              kNobody);
     ASSERT_TRUE(t.WaitFor("DONE\n")) << mode << ": " << t.seen();
     t.Type("clean\n");
@@ -488,8 +488,8 @@ TEST_F(JailmeTest, TiocstiInsideNeverReachesTheCallersNextRead) {
     ASSERT_TRUE(t.WaitFor("\n")) << t.seen();
     EXPECT_EQ(t.Wait(), 0);
     auto lines = DisplayLines(t);
-    EXPECT_NE(std::find(lines.begin(), lines.end(), "GOT:clean"), lines.end()) << mode << ": "
-                                                                               << t.seen();
+    EXPECT_NE(std::find(lines.begin(), lines.end(), "GOT:clean"), lines.end())
+        << mode << ": " << t.seen();
     if (*mode != '\0') {
       EXPECT_NE(t.seen().find("tiocsti: EPERM"), std::string::npos) << t.seen();
     }
@@ -502,12 +502,12 @@ TEST_F(JailmeTest, TiocstiInsideNeverReachesTheCallersNextRead) {
 TEST_F(JailmeTest, InteractiveCommandRunsOnAPtyOfItsOwn) {
   StartBroker();
   const std::string& j = jailme_;
-  auto t = Terminal::Start({"/bin/sh", "-c",
-                            "stty -g; tty; " + j + " web1 tty; echo rc:$?; " + j +
-                                " web1 sh -c 'exit 7'; echo rc:$?; " + j +
-                                " web1 sh -c 'kill -9 $$'; echo rc:$?; " + j +
-                                " web1 sh -c 'echo READY; exec cat'; echo rc:$?; stty -g; echo END"},
-                           kNobody);
+  auto t = Terminal::Start(
+      {"/bin/sh", "-c",
+       "stty -g; tty; " + j + " web1 tty; echo rc:$?; " + j + " web1 sh -c 'exit 7'; echo rc:$?; " +
+           j + " web1 sh -c 'kill -9 $$'; echo rc:$?; " + j +
+           " web1 sh -c 'echo READY; exec cat'; echo rc:$?; stty -g; echo END"},
+      kNobody);
   ASSERT_TRUE(t.WaitFor("READY\n")) << t.seen();
   t.Type("\x03");  // the caller's terminal is raw: ^C is the pty's, and SIGINT the command's
   ASSERT_TRUE(t.WaitFor("END\n")) << t.seen();
@@ -531,9 +531,9 @@ TEST_F(JailmeTest, InteractiveCommandRunsOnAPtyOfItsOwn) {
 // The window size at start and every change after (SIGWINCH) reach the command's pty.
 TEST_F(JailmeTest, WindowSizeArrivesAndFollowsChanges) {
   StartBroker();
-  auto t = Terminal::Start({"/bin/sh", "-c",
-                            "exec " + jailme_ + " web1 sh -c 'tty; exec " NSB_PTY_PROBE " winch'"},
-                           kNobody, 30, 100);
+  auto t = Terminal::Start(
+      {"/bin/sh", "-c", "exec " + jailme_ + " web1 sh -c 'tty; exec " NSB_PTY_PROBE " winch'"},
+      kNobody, 30, 100);
   ASSERT_TRUE(t.WaitFor("size 30 100\n")) << t.seen();
   t.Resize(40, 120);
   ASSERT_TRUE(t.WaitFor("size 40 120\n")) << t.seen();

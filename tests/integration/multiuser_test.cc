@@ -182,8 +182,9 @@ TEST_F(MultiUser, TwentyUidsFloodingConnectionsLeaveRootItsReserve) {
   // Everyone but root shares max_connections less root_reserve (16).
   EXPECT_EQ(admitted, 1024 - 16);
   EXPECT_EQ(refused, 20 * 64 - (1024 - 16));
-  EXPECT_EQ(why, " RESOURCE_EXHAUSTED: too many connections (max_connections 1024, 16 of them "
-                 "reserved for root)");
+  EXPECT_EQ(why,
+            " RESOURCE_EXHAUSTED: too many connections (max_connections 1024, 16 of them "
+            "reserved for root)");
   long worst = 0;
   for (int i = 0; i < 3; ++i) worst = std::max(worst, TimedRootJoin(path));
   std::cout << "root's nsjoin under a flood of 20 uids x 64 connections: worst of 3 " << worst
@@ -232,7 +233,8 @@ TEST_F(MultiUser, RefusedNsjoinPrintsWhy) {
 // are gone the broker holds what it held before.
 TEST_F(MultiUser, SixHoardingUidsCannotLockRootOut) {
   std::string allow;
-  for (uid_t uid = 62000; uid < 62006; ++uid) allow += "\n  allow { uid: " + std::to_string(uid) + " }";
+  for (uid_t uid = 62000; uid < 62006; ++uid)
+    allow += "\n  allow { uid: " + std::to_string(uid) + " }";
   auto broker = Broker::Start("socket_mode: \"0666\"\n" + Web1(allow));
   ASSERT_OK(broker);
   std::string path = broker->socket();
@@ -303,11 +305,12 @@ TEST_F(MultiUser, UserWrittenPidFileIsRefused) {
   ASSERT_EQ(mkdir(users.c_str(), 0755), 0);
   ASSERT_EQ(chown(users.c_str(), 65534, 65534), 0);
   std::string pid = std::to_string(denied->pid()) + "\n";
-  EXPECT_EQ(AsUser(65534, 65534, [&] {
-              std::ofstream(sticky + "/mine.pid") << pid;
-              std::ofstream(users + "/theirs.pid") << pid;
-              return std::string("written");
-            }),
+  EXPECT_EQ(AsUser(65534, 65534,
+                   [&] {
+                     std::ofstream(sticky + "/mine.pid") << pid;
+                     std::ofstream(users + "/theirs.pid") << pid;
+                     return std::string("written");
+                   }),
             "written");
   // Root's file in the user's directory: the user can rename another over it.
   std::ofstream(users + "/root.pid") << pid;
@@ -337,8 +340,7 @@ TEST_F(MultiUser, UserWrittenPidFileIsRefused) {
 TEST_F(MultiUser, MissingPidFileAtStartThenTheFileAppears) {
   TempDir dir;
   std::string pid_file = dir.Join("later.pid");
-  std::string config =
-      Web1() + "target { name: \"later\" pid_file: \"" + pid_file + "\" }\n";
+  std::string config = Web1() + "target { name: \"later\" pid_file: \"" + pid_file + "\" }\n";
   dir.Write("check.conf", config);
   auto check = RunCommand({BrokerBinary(), "-c", dir.Join("check.conf"), "--check-config"});
   EXPECT_EQ(check.status, 0) << check.err;
@@ -385,7 +387,8 @@ TEST_F(MultiUser, ReloadWithADeadPidTarget) {
       << socket_line << Web1() << TargetBlock("dead", gone) << TargetBlock("web2", other->pid());
   auto ready = broker->Reload();
   ASSERT_OK(ready);
-  EXPECT_TRUE(ready->starts_with("READY=1\nSTATUS=") && !ready->contains("reload failed")) << *ready;
+  EXPECT_TRUE(ready->starts_with("READY=1\nSTATUS=") && !ready->contains("reload failed"))
+      << *ready;
   EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("web2", {v1::UTS}))), "GRANT uts");
   EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("web1", {v1::UTS}))), "GRANT uts");
   EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("dead", {v1::UTS}))),
@@ -423,8 +426,8 @@ TEST_F(MultiUser, TenThousandTargetsReloadWhileJoinsContinue) {
     // Joins web1 over and over on one connection, until the parent goes.
     auto sock = Connect(path);
     for (;;) {
-      char c = sock && Summary(Call(*sock, JoinRequest("web1", {v1::UTS}))) == "GRANT uts" ? 'G'
-                                                                                          : 'X';
+      char c =
+          sock && Summary(Call(*sock, JoinRequest("web1", {v1::UTS}))) == "GRANT uts" ? 'G' : 'X';
       if (write(w.get(), &c, 1) != 1) _exit(0);
     }
   }
@@ -434,7 +437,8 @@ TEST_F(MultiUser, TenThousandTargetsReloadWhileJoinsContinue) {
   ASSERT_EQ(read(r.get(), &c, 1), 1);
   auto ready = broker->Reload();
   ASSERT_OK(ready);
-  EXPECT_TRUE(ready->starts_with("READY=1\nSTATUS=") && !ready->contains("reload failed")) << *ready;
+  EXPECT_TRUE(ready->starts_with("READY=1\nSTATUS=") && !ready->contains("reload failed"))
+      << *ready;
   fcntl(r.get(), F_SETFL, O_NONBLOCK);
   std::string letters;
   char buf[65536];
@@ -444,8 +448,9 @@ TEST_F(MultiUser, TenThousandTargetsReloadWhileJoinsContinue) {
   EXPECT_GT(letters.size(), 0u);
   EXPECT_EQ(std::count(letters.begin(), letters.end(), 'G'), static_cast<long>(letters.size()))
       << letters.substr(0, 200);
-  EXPECT_NE(broker->log().find("reloaded " + broker->config_path() + ": 10001 targets (0 unavailable)"),
-            std::string::npos)
+  EXPECT_NE(
+      broker->log().find("reloaded " + broker->config_path() + ": 10001 targets (0 unavailable)"),
+      std::string::npos)
       << broker->log().substr(0, 2000);
   EXPECT_EQ(Summary(CallOnce(path, JoinRequest("b9999", {v1::UTS}))), "GRANT uts");
   EXPECT_EQ(Code(CallOnce(path, JoinRequest("a9999", {v1::UTS}))), "NOT_FOUND");
@@ -520,8 +525,7 @@ TEST_F(MultiUser, AuditHasOneEscapedLinePerJoinDecision) {
   EXPECT_NE(log.find("reason=\"unreadable request: malformed request\""), std::string::npos);
   EXPECT_NE(log.find("decision=deny target=web1 kinds= peer_pid="), std::string::npos) << log;
   EXPECT_NE(log.find("reason=\"target 'web1': unknown kind 99\""), std::string::npos) << log;
-  EXPECT_NE(log.find("target=\"x\\xe2\\x80\\xa8y\\xe2\\x80\\xae\\xc2\\x85z\""),
-            std::string::npos)
+  EXPECT_NE(log.find("target=\"x\\xe2\\x80\\xa8y\\xe2\\x80\\xae\\xc2\\x85z\""), std::string::npos)
       << log;
   // (libprotobuf's own complaint about the unparsable name is on stderr too, without it.)
   EXPECT_TRUE(std::none_of(log.begin(), log.end(),
@@ -542,8 +546,9 @@ TEST_F(MultiUser, AuditLogThroughASymlinkIsRefused) {
   ASSERT_EQ(symlink(real.c_str(), link.c_str()), 0);
   auto broker = Broker::Start("audit_log: \"" + link + "\"\n" + Web1());
   ASSERT_FALSE(broker.has_value());
-  EXPECT_NE(broker.error().message.find("audit_log " + link + ": Too many levels of symbolic links"),
-            std::string::npos)
+  EXPECT_NE(
+      broker.error().message.find("audit_log " + link + ": Too many levels of symbolic links"),
+      std::string::npos)
       << broker.error().message;
 }
 

@@ -21,10 +21,11 @@ class NsjoinStatusTest : public ::testing::Test {
     ASSERT_TRUE(target.has_value()) << target.error().message;
     target_ = std::move(*target);
     target_pid_ = target_.pid();
-    auto broker = Broker::Start("socket_mode: \"0666\"\n"
-                                "target { name: \"up\" self: true }\n"
-                                "target { name: \"down\" pid: " +
-                                std::to_string(target_.pid()) + " }\n");
+    auto broker = Broker::Start(
+        "socket_mode: \"0666\"\n"
+        "target { name: \"up\" self: true }\n"
+        "target { name: \"down\" pid: " +
+        std::to_string(target_.pid()) + " }\n");
     ASSERT_TRUE(broker.has_value()) << broker.error().message;
     broker_ = std::make_unique<Broker>(std::move(*broker));
     // One grant, one denial, then the pid target goes away.
@@ -47,8 +48,7 @@ class NsjoinStatusTest : public ::testing::Test {
 TEST_F(NsjoinStatusTest, TextJsonAndPrometheus) {
   auto text = Nsjoin({"--status"});
   ASSERT_EQ(text.status, 0) << text.err;
-  EXPECT_TRUE(std::regex_search(text.out, std::regex("^uptime [0-9]+\\.[0-9]{3} s\n")))
-      << text.out;
+  EXPECT_TRUE(std::regex_search(text.out, std::regex("^uptime [0-9]+\\.[0-9]{3} s\n"))) << text.out;
   EXPECT_NE(text.out.find("\ngrants 1\ndenials 1\nerrors 0\n"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("target up available\n"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("target down unavailable: process " + std::to_string(target_pid_) +
@@ -70,8 +70,9 @@ TEST_F(NsjoinStatusTest, TextJsonAndPrometheus) {
   auto prom = Nsjoin({"--prometheus"});
   ASSERT_EQ(prom.status, 0) << prom.err;
   // Text exposition 0.0.4: comment lines, or NAME[{LABELS}] VALUE.
-  std::regex line("# (HELP|TYPE) nsbroker_[a-z_]+ .+|nsbroker_[a-z_]+(\\{target=\"[^\"]*\"\\})? "
-                  "[0-9]+(\\.[0-9]+)?");
+  std::regex line(
+      "# (HELP|TYPE) nsbroker_[a-z_]+ .+|nsbroker_[a-z_]+(\\{target=\"[^\"]*\"\\})? "
+      "[0-9]+(\\.[0-9]+)?");
   std::istringstream lines(prom.out);
   for (std::string l; std::getline(lines, l);) EXPECT_TRUE(std::regex_match(l, line)) << l;
   EXPECT_NE(prom.out.find("\nnsbroker_grants_total 1\n"), std::string::npos) << prom.out;
@@ -79,20 +80,17 @@ TEST_F(NsjoinStatusTest, TextJsonAndPrometheus) {
             std::string::npos)
       << prom.out;
   EXPECT_NE(prom.out.find("\nnsbroker_target_available{target=\"up\"} 1\n"), std::string::npos);
-  EXPECT_NE(prom.out.find("\nnsbroker_target_available{target=\"down\"} 0\n"),
-            std::string::npos);
+  EXPECT_NE(prom.out.find("\nnsbroker_target_available{target=\"down\"} 0\n"), std::string::npos);
 }
 
 TEST_F(NsjoinStatusTest, IsForRootOnlyAndTakesNoTarget) {
   auto user = Nsjoin({"--status"}, 65534);
   EXPECT_EQ(user.status, 125);
-  EXPECT_NE(user.err.find("status is for root only, not uid 65534"), std::string::npos)
-      << user.err;
+  EXPECT_NE(user.err.find("status is for root only, not uid 65534"), std::string::npos) << user.err;
   EXPECT_EQ(Nsjoin({"--prometheus"}, 65534).status, 125);
   auto bad = Nsjoin({"--status", "-t", "up"});
   EXPECT_EQ(bad.status, 125);
-  EXPECT_NE(bad.err.find("--status and --prometheus take nothing but --socket"),
-            std::string::npos)
+  EXPECT_NE(bad.err.find("--status and --prometheus take nothing but --socket"), std::string::npos)
       << bad.err;
   EXPECT_EQ(Nsjoin({"--prometheus", "--json"}).status, 125);
 }

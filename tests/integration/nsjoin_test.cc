@@ -297,8 +297,8 @@ TEST_F(NsjoinTest, PreserveCredentialsKeepsTheCallersIds) {
 
 // nsenter's FILE forms name files, which nsjoin never opens: a clear error, not "bad option".
 TEST_F(NsjoinTest, NsenterFileFormsAreRefusedClearly) {
-  for (const char* form : {"--net=/run/netns/x", "-n/run/netns/x", "--mount=/proc/1/ns/mnt",
-                           "-u./uts"}) {
+  for (const char* form :
+       {"--net=/run/netns/x", "-n/run/netns/x", "--mount=/proc/1/ns/mnt", "-u./uts"}) {
     auto r = Nsjoin({"-t", "web1", form, "--", "true"});
     EXPECT_EQ(r.status, 125) << form;
     EXPECT_EQ(r.err.rfind("nsjoin: nsjoin joins broker targets; nsenter enters files", 0), 0u)
@@ -402,7 +402,7 @@ TEST_F(NsjoinTest, LibraryRunsInTheNetworkNamespaceThroughTheBroker) {
       RunInNetwork(*grant, [] { return UniqueFd(socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0)); });
   ASSERT_OK(sock);
   UniqueFd netns(ioctl(sock->get(), SIOCGSKNS));
-  struct stat st {};
+  struct stat st{};
   ASSERT_EQ(fstat(netns.get(), &st), 0);
   EXPECT_EQ(std::to_string(st.st_ino), Inode(*web1_, "net"));
   EXPECT_EQ(NsInode("/proc/thread-self/ns/net"), outside);

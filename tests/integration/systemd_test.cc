@@ -59,8 +59,8 @@ class SystemdTest : public ::testing::Test {
   void Start(const std::string& config, std::vector<UniqueFd> passed = {},
              const std::string& names = "", bool journal = false) {
     dir_.Write("broker.conf", config);
-    UniqueFd log(open(dir_.Join("broker.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                      0600));
+    UniqueFd log(
+        open(dir_.Join("broker.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     struct stat st;
     ASSERT_EQ(fstat(log.get(), &st), 0);
     std::string stream = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
@@ -111,8 +111,8 @@ class SystemdTest : public ::testing::Test {
   }
 
   std::string SelfConfig(const std::string& extra = "") const {
-    return "socket: \"" + dir_.Join("nsb.sock") + "\"\n" + "target { name: \"self\" self: true }\n" +
-           extra;
+    return "socket: \"" + dir_.Join("nsb.sock") + "\"\n" +
+           "target { name: \"self\" self: true }\n" + extra;
   }
 
   TempDir dir_;
@@ -124,7 +124,8 @@ TEST_F(SystemdTest, ReloadIsReloadingWithMonotonicUsecThenReadyEvenWhenItFails) 
   Start(SelfConfig());
   State ready = Next();
   EXPECT_EQ(ready["READY"], "1");
-  EXPECT_EQ(ready["STATUS"], "1 targets (1 available); 0 grants, 0 denials, 0 errors, 0 connections");
+  EXPECT_EQ(ready["STATUS"],
+            "1 targets (1 available); 0 grants, 0 denials, 0 errors, 0 connections");
   auto client = Client::Connect(dir_.Join("nsb.sock"));
   ASSERT_TRUE(client.has_value()) << client.error().message;
   ASSERT_TRUE(client->Join("self").has_value());

@@ -73,7 +73,7 @@ v1::Grant::Entry* AddEntry(v1::Response& response, v1::Kind kind, BorrowedFd fd,
   auto* entry = response.mutable_grant()->add_entries();
   entry->set_kind(kind);
   entry->set_fd_index(index);
-  struct stat st {};
+  struct stat st{};
   fstat(fd.get(), &st);
   entry->set_inode(st.st_ino);
   entry->set_device(st.st_dev);

@@ -172,8 +172,8 @@ TEST(Config, PackagedExampleIsValidTextFormat) {
   // semantic error proves that the whole file parsed.
   auto config = LoadConfig(NSB_SOURCE_DIR "/packaging/nsbroker.conf");
   ASSERT_FALSE(config.has_value());
-  EXPECT_TRUE(std::regex_search(config.error().message,
-                                std::regex(":\\d+:\\d+: .*unknown (user|group) '")))
+  EXPECT_TRUE(
+      std::regex_search(config.error().message, std::regex(":\\d+:\\d+: .*unknown (user|group) '")))
       << config.error().message;
 }
 
@@ -190,8 +190,8 @@ target { name: "i" unit: "getty@tty1.service" }
   const auto& t = config->targets;
   EXPECT_EQ(t[0].source, SourceType::kOci);
   EXPECT_EQ(t[0].oci, (OciSpec{.id = "web-1"}));
-  EXPECT_EQ(t[1].oci, (OciSpec{.id = "db.2", .runtime = "crun", .root = "/run/crun",
-                               .timeout_ms = 300}));
+  EXPECT_EQ(t[1].oci,
+            (OciSpec{.id = "db.2", .runtime = "crun", .root = "/run/crun", .timeout_ms = 300}));
   EXPECT_EQ(t[2].source, SourceType::kCgroup);
   EXPECT_EQ(t[2].file, "/system.slice/nginx.service");
   EXPECT_EQ(t[3].source, SourceType::kCgroup);

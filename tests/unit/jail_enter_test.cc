@@ -17,10 +17,10 @@ namespace {
 
 class FakeOps : public JailOps {
  public:
-  std::map<std::int32_t, std::string> jails;  // the host's jails: jid -> name
-  std::int32_t descriptor_jid = 0;            // what any descriptor refers to; 0: see below
+  std::map<std::int32_t, std::string> jails;          // the host's jails: jid -> name
+  std::int32_t descriptor_jid = 0;                    // what any descriptor refers to; 0: see below
   ErrorCode descriptor_error = ErrorCode::kNotFound;  // kNotFound: its jail was removed
-  int attach_errno = 0;                       // what the attach calls fail with
+  int attach_errno = 0;                               // what the attach calls fail with
   uid_t euid = 0;
   mutable std::vector<std::string> calls;  // "getname 3", "attach 3", "attach_jd"
 

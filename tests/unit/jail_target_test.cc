@@ -73,7 +73,7 @@ class FakeJails : public JailSystem {
   bool RunsAsRoot() const override { return root_; }
 
   static ino_t Inode(int fd) {
-    struct stat st {};
+    struct stat st{};
     fstat(fd, &st);
     return st.st_ino;
   }

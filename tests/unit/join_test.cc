@@ -43,7 +43,7 @@ Grant GrantFor(pid_t pid, const std::string& name = "unit") {
     std::string path = proc + (dir ? "/" : "/ns/") + std::string(KindProcFile(kind));
     UniqueFd fd(open(path.c_str(), dir ? O_PATH | O_DIRECTORY | O_CLOEXEC : O_RDONLY | O_CLOEXEC));
     EXPECT_TRUE(fd.valid()) << path << ": " << std::strerror(errno);
-    struct stat st {};
+    struct stat st{};
     fstat(fd.get(), &st);
     grant.entries.push_back(
         GrantEntry{.kind = kind, .fd = std::move(fd), .inode = st.st_ino, .device = st.st_dev});
@@ -282,7 +282,7 @@ TEST_F(JoinTest, RunInNetworkOpensASocketInTheTargetsNetns) {
   ASSERT_TRUE(fd->valid());
   UniqueFd netns(ioctl(fd->get(), SIOCGSKNS));
   ASSERT_TRUE(netns.valid()) << std::strerror(errno);
-  struct stat st {};
+  struct stat st{};
   ASSERT_EQ(fstat(netns.get(), &st), 0);
   EXPECT_EQ(st.st_ino, NsInode(target_->NsPath("net")));
   EXPECT_EQ(OwnNs("net"), before) << "the calling thread stays outside";
@@ -404,8 +404,7 @@ TEST(JoinJail, LinuxSeamRefusesJails) {
   ASSERT_FALSE(mixed.has_value());
   EXPECT_EQ(mixed.error().message,
             "a jail cannot be entered together with namespaces, root or cwd");
-  EXPECT_OK(Enter(grant, {.kinds = {NsKind::kNet}, .chroot_to_root = false,
-                          .chdir_to_cwd = false}))
+  EXPECT_OK(Enter(grant, {.kinds = {NsKind::kNet}, .chroot_to_root = false, .chdir_to_cwd = false}))
       << "asking for net alone leaves the jail entry aside (and net is our own: skipped)";
 }
 

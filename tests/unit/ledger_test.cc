@@ -28,8 +28,7 @@ TEST(Ledger, PerUidCapCountsEveryConnectionOfThatUid) {
   auto third = ledger.OpenConnection(1000);
   ASSERT_FALSE(third.has_value());
   EXPECT_EQ(third.error().code, ErrorCode::kResourceExhausted);
-  EXPECT_EQ(third.error().message,
-            "uid 1000 has too many connections (max_connections_per_uid 2)");
+  EXPECT_EQ(third.error().message, "uid 1000 has too many connections (max_connections_per_uid 2)");
   EXPECT_OK(ledger.OpenConnection(1001));
   ledger.CloseConnection(1000);
   EXPECT_OK(ledger.OpenConnection(1000));

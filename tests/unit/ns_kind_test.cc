@@ -8,8 +8,8 @@
 #include <string>
 
 #include "nsbroker.pb.h"
-#include "nsbroker_config.pb.h"
 #include "nsbroker/unique_fd.h"
+#include "nsbroker_config.pb.h"
 #include "test_util.h"
 
 namespace nsbroker {

@@ -35,9 +35,9 @@ TEST(UwsgiCompat, SendListPutsMntLastAndLeavesOutUserRootCwd) {
   Decision decision;
   int next = 100;  // numbers only: nothing is sent
   // In wire order, as the core builds it, with a second net that must not go out twice.
-  for (NsKind kind : {NsKind::kCgroup, NsKind::kIpc, NsKind::kMnt, NsKind::kNet, NsKind::kPid,
-                      NsKind::kTime, NsKind::kUser, NsKind::kUts, NsKind::kRoot, NsKind::kCwd,
-                      NsKind::kNet}) {
+  for (NsKind kind :
+       {NsKind::kCgroup, NsKind::kIpc, NsKind::kMnt, NsKind::kNet, NsKind::kPid, NsKind::kTime,
+        NsKind::kUser, NsKind::kUts, NsKind::kRoot, NsKind::kCwd, NsKind::kNet}) {
     decision.entries.push_back({.kind = kind, .fd = next++});
   }
   // net(103) uts(107) ipc(101) pid(104) cgroup(100) time(105) mnt(102)

@@ -1,5 +1,6 @@
 // A libnsjoin user built against an installed tree only: consumer SOCKET TARGET.
 #include <nsbroker/client.h>
+
 #include <cstdio>
 int main(int argc, char** argv) {
   if (argc != 3) return 2;
