@@ -21,8 +21,9 @@ while read -r lib; do
   fi
 done < <(readelf -d "$binary" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p')
 
+# clang names some functions returning std::string NAME[abi:cxx11] where g++ does not: drop the tag.
 project=$(nm -C --defined-only "$binary" | cut -d' ' -f3- |
-  sed -e 's/ \[clone [^]]*\]//g' -e 's/(anonymous namespace)/{anonymous}/g' |
+  sed -e 's/ \[clone [^]]*\]//g' -e 's/\[abi:cxx11\]//g' -e 's/(anonymous namespace)/{anonymous}/g' |
   grep -E '^((vtable|typeinfo|typeinfo name|guard variable) for )?nsbroker::' |
   sed -e 's/(.*//' | grep -vE ' (std|google|__gnu_cxx)::' |
   sed -E 's/^((vtable|typeinfo|typeinfo name) for )?(nsbroker::v1::[A-Za-z0-9]+).*/\3/' | sort -u)
