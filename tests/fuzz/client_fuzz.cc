@@ -55,14 +55,15 @@ std::vector<int> OpenPool() {
 bool IsOpen(int fd) { return fcntl(fd, F_GETFD) != -1; }
 
 // What the client promises to accept for a request of `kinds` (client.h), written out
-// independently of client.cc: what was named, and every namespace when no namespace kind
-// was named (nothing, or only root/cwd); an empty request takes root and cwd too.
+// independently of client.cc: what was named, and every kind but the directories (root,
+// cwd, cgroup directory) when nothing else was named; an empty request takes them too.
 bool Asked(std::span<const nsbroker::NsKind> kinds, nsbroker::NsKind kind) {
   using nsbroker::NsKind;
   if (kinds.empty() || std::find(kinds.begin(), kinds.end(), kind) != kinds.end()) return true;
-  bool only_directories = std::all_of(
-      kinds.begin(), kinds.end(), [](NsKind k) { return k == NsKind::kRoot || k == NsKind::kCwd; });
-  return only_directories && nsbroker::IsNamespaceKind(kind);
+  auto directory = [](NsKind k) {
+    return k == NsKind::kRoot || k == NsKind::kCwd || k == NsKind::kCgroupDir;
+  };
+  return std::all_of(kinds.begin(), kinds.end(), directory) && !directory(kind);
 }
 
 }  // namespace
