@@ -1,0 +1,41 @@
+// Owns confining the process that talks to users once it runs unprivileged: its own read-only
+// mount tree, no capabilities, no_new_privs, non-dumpable, a seccomp allow-list. Never opens,
+// binds or changes a uid itself: it only takes away, and names what it could not take.
+//
+//   if (auto r = nsbroker::PrepareSandbox(); !r) return r;    // as root, before the drop
+//   if (auto r = nsbroker::DropPrivileges(run_as); !r) return r;
+//   if (auto r = nsbroker::EnterSandbox(); !r) return r;      // last step before the loop
+#pragma once
+
+#include <cstddef>
+
+#include "nsbroker/error.h"
+
+namespace nsbroker {
+
+// True in an AddressSanitizer build: LeakSanitizer inspects the process at exit with ptrace
+// from a helper task, so EnterSandbox keeps the process dumpable and lets that helper's
+// syscalls through (sandbox_linux.cc lists them), and logs that it does. Otherwise false.
+extern const bool kSandboxSanitizerAllowance;
+
+// Linux: a mount namespace of our own in which every mount is read-only, nosuid, nodev and
+// private (mount_setattr(2) with AT_RECURSIVE), and an empty capability bounding set. Needs
+// CAP_SYS_ADMIN and CAP_SETPCAP, hence before the privilege drop. Descriptors opened before
+// (audit log, stderr, listening sockets) keep working: they hold the original mounts. Paths
+// stay readable, so $NOTIFY_SOCKET and a reload's config file are still reached.
+// FreeBSD: no mount namespaces; succeeds doing nothing (sandbox_freebsd.cc says why).
+[[nodiscard]] Result<void> PrepareSandbox();
+
+// After the drop: PR_SET_DUMPABLE 0, empty effective/permitted/inheritable/ambient
+// capabilities, PR_SET_NO_NEW_PRIVS, then the seccomp allow-list; each step read back from
+// the kernel, and the first that fails or does not take is the error. A syscall outside the
+// list kills the whole process with SIGSYS (SECCOMP_RET_KILL_PROCESS): a server that tries
+// one is not the program we wrote, and must not go on serving.
+// FreeBSD: procctl(2) PROC_NO_NEW_PRIVS and PROC_TRACE_CTL, no capsicum (see the source).
+[[nodiscard]] Result<void> EnterSandbox();
+
+// How many syscalls the filter lets through (socket(2) only for AF_UNIX, prctl(2) only for
+// the read-only options it lists); 0 where there is no filter (FreeBSD).
+std::size_t SandboxSyscallCount();
+
+}  // namespace nsbroker
