@@ -24,19 +24,20 @@ constexpr int kExitCannotRun = 126;  // the command is not executable
 constexpr int kExitNotFound = 127;   // the command does not exist
 
 constexpr const char kUsage[] =
-    "usage: nsjoin [--socket PATH] -t TARGET [-a] [-m] [-u] [-i] [-n] [-p] [-U] [-C] [-T]\n"
+    "usage: nsjoin [--socket PATH] [--broker-uid UID] -t TARGET [-a] [-m] [-u] [-i] [-n] [-p] [-U] [-C] [-T]\n"
     "              [-r[DIR]] [-w[DIR]] [-W DIR] [-F] [-S UID] [-G GID] [--preserve-credentials]\n"
     "              [-c] [--keep-fds] [--pty] [--] [CMD [ARG...]]\n"
     "       nsjoin --uwsgi PATH [-a] [-m] [-u] [-i] [-n] [-p] [-C] [-T] [-F] [-S UID] [-G GID]\n"
     "              [--] [CMD [ARG...]]\n"
-    "       nsjoin [--socket PATH] --list [--json]\n"
-    "       nsjoin [--socket PATH] --status [--json] | --prometheus   (root)\n"
+    "       nsjoin [--socket PATH] [--broker-uid UID] --list [--json]\n"
+    "       nsjoin [--socket PATH] [--broker-uid UID] --status [--json] | --prometheus   (root)\n"
     "       nsjoin -V|--version\n";
 
 struct Args {
   std::string socket;
   std::string target;
   std::string uwsgi;  // --uwsgi: a uWSGI --setns-socket server instead of the broker
+  std::vector<uid_t> broker_uids;  // --broker-uid: besides root and us, who may serve the socket
   bool list = false;
   bool status = false;      // --status: the broker's counters and target states
   bool prometheus = false;  // --prometheus: the same in Prometheus text exposition
@@ -91,11 +92,13 @@ Result<Args> ParseArgs(int argc, char** argv) {
     kKeepFds,
     kPreserveCredentials,
     kStatus,
-    kPrometheus
+    kPrometheus,
+    kBrokerUid
   };
   // The namespace options take nsenter's optional FILE only to refuse it clearly.
   static const option kOptions[] = {
       {"socket", required_argument, nullptr, kSocket},
+      {"broker-uid", required_argument, nullptr, kBrokerUid},
       {"list", no_argument, nullptr, kList},
       {"json", no_argument, nullptr, kJson},
       {"status", no_argument, nullptr, kStatus},
@@ -144,6 +147,12 @@ Result<Args> ParseArgs(int argc, char** argv) {
       case kSocket:
         args.socket = optarg;
         break;
+      case kBrokerUid: {
+        auto id = ParseId(optarg, "broker uid");
+        if (!id) return std::unexpected(std::move(id.error()));
+        args.broker_uids.push_back(*id);
+        break;
+      }
       case kList:
         args.list = true;
         break;
@@ -252,17 +261,18 @@ Result<Args> ParseArgs(int argc, char** argv) {
     if (args.list || (args.status && args.prometheus) || (args.prometheus && args.json) ||
         !args.target.empty() || !args.uwsgi.empty() || !args.command.empty()) {
       return MakeError(ErrorCode::kInvalidRequest,
-                       std::string("--status and --prometheus take nothing but --socket "
-                                   "(and --status --json)\n") +
+                       std::string("--status and --prometheus take nothing but --socket, "
+                                   "--broker-uid (and --status --json)\n") +
                            kUsage);
     }
   }
   if (!args.uwsgi.empty()) {
     // uWSGI's greeting is namespaces only: no root or working directory to enter.
     if (args.list || !args.target.empty() || args.enter.chroot_to_root || args.enter.chdir_to_cwd ||
-        !args.wd_dir.empty()) {
-      return MakeError(ErrorCode::kInvalidRequest,
-                       std::string("--uwsgi takes no -t, --list, -r, -w or -W\n") + kUsage);
+        !args.wd_dir.empty() || !args.broker_uids.empty()) {
+      return MakeError(
+          ErrorCode::kInvalidRequest,
+          std::string("--uwsgi takes no -t, --list, -r, -w, -W or --broker-uid\n") + kUsage);
     }
     args.target = args.uwsgi;  // errors after the grant name the socket as the target
   } else if (args.list) {
@@ -304,8 +314,21 @@ std::string JsonString(const std::string& text) {
   return out + "\"";
 }
 
+// The broker at --socket, if root, we, or a --broker-uid serves it (SO_PEERCRED).
+Result<Client> ConnectBroker(const Args& args) {
+  std::vector<uid_t> trusted = {geteuid()};
+  trusted.insert(trusted.end(), args.broker_uids.begin(), args.broker_uids.end());
+  auto client = Client::Connect(args.socket, {.trusted_server_uids = trusted});
+  // A refused server uid (the one PERMISSION_DENIED without an errno): say how to trust it.
+  if (!client && client.error().code == ErrorCode::kPermissionDenied &&
+      client.error().sys_errno == 0) {
+    client.error().message += "; --broker-uid UID trusts a broker running as UID";
+  }
+  return client;
+}
+
 int RunList(const Args& args) {
-  auto client = Client::Connect(args.socket, {.trusted_server_uids = {geteuid()}});
+  auto client = ConnectBroker(args);
   if (!client) return Fail("", client.error());
   auto targets = client->List();
   if (!targets) return Fail("", targets.error());
@@ -404,7 +427,7 @@ std::string StatusText(const BrokerStatus& s) {
 }
 
 int RunStatus(const Args& args) {
-  auto client = Client::Connect(args.socket, {.trusted_server_uids = {geteuid()}});
+  auto client = ConnectBroker(args);
   if (!client) return Fail("", client.error());
   auto status = client->Status();
   if (!status) return Fail("", status.error());
@@ -442,7 +465,7 @@ int WaitForChild(const std::string& target, pid_t child) {
 // already name its socket); entering either is the same from here on.
 Result<Grant> ObtainGrant(const Args& args) {
   if (!args.uwsgi.empty()) return ReceiveUwsgiGrant(args.uwsgi);
-  auto client = Client::Connect(args.socket, {.trusted_server_uids = {geteuid()}});
+  auto client = ConnectBroker(args);
   if (!client) return std::unexpected(std::move(client.error()));
   // No namespace named (-a, or nothing) asks for every namespace we may have; ROOT and CWD come
   // only when named, so a plain join costs the broker no /proc path walks.

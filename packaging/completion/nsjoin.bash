@@ -1,7 +1,7 @@
 # bash completion for nsjoin(1). Target names come from the broker itself (`--list`): only
 # the targets the calling user may join are offered.
 
-_nsbroker_targets() {  # "$@": nsjoin and its --socket arguments, if any
+_nsbroker_targets() {  # "$@": nsjoin and its --socket/--broker-uid arguments, if any
   "$@" --list 2>/dev/null | while read -r name _; do printf '%s\n' "$name"; done
 }
 
@@ -10,7 +10,8 @@ _nsjoin() {
   _init_completion || return
   local i socket=()
   for ((i = 1; i < cword; i++)); do
-    [[ ${words[i]} == --socket ]] && socket=(--socket "${words[i + 1]}")
+    [[ ${words[i]} == --socket || ${words[i]} == --broker-uid ]] &&
+      socket+=("${words[i]}" "${words[i + 1]}")
     if [[ ${words[i]} == -- ]]; then  # the command and its own arguments
       _command_offset $((i + 1))
       return
@@ -23,7 +24,7 @@ _nsjoin() {
     --socket | --uwsgi)
       _filedir
       return ;;
-    -S | --setuid)
+    -S | --setuid | --broker-uid)
       COMPREPLY=($(compgen -W "$(getent passwd | cut -d: -f3)" -- "$cur"))
       return ;;
     -G | --setgid)
@@ -33,7 +34,7 @@ _nsjoin() {
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W '-t --target -a --all -m --mount -u --uts -i --ipc -n --net -p --pid
       -U --user -C --cgroup -T --time -r --root -w --wd -F --no-fork -S --setuid -G --setgid
-      --socket --uwsgi --list --json --status --prometheus --version -h --help --' -- "$cur"))
+      --socket --broker-uid --uwsgi --list --json --status --prometheus --version -h --help --' -- "$cur"))
     return
   fi
   COMPREPLY=($(compgen -c -- "$cur"))

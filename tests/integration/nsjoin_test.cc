@@ -10,10 +10,12 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <string>
@@ -57,6 +59,36 @@ ChildProcess StartChrooted(const TempDir& dir) {
   ready_w.reset();
   char byte;
   EXPECT_EQ(read(ready_r.get(), &byte, 1), 1);
+  return ChildProcess(pid);
+}
+
+// nsbrokerd on a listening socket that `uid` put in listen(2) state, passed as systemd would
+// (LISTEN_FDS): SO_PEERCRED names whoever called listen(), so this is a broker running as
+// `uid` to its clients. The socket queues connections before the broker runs: no wait.
+ChildProcess StartBrokerListeningAs(uid_t uid, const TempDir& dir, const std::string& targets) {
+  std::string path = dir.Join("nsbroker.sock");
+  dir.Write("nsbroker.conf", "socket: \"" + path + "\"\n" + targets);
+  UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(seteuid(uid), 0);
+  EXPECT_EQ(listen(fd.get(), 16), 0);
+  EXPECT_EQ(seteuid(0), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (dup2(fd.get(), 3) != 3) _exit(126);
+    std::string log = dir.Join("broker.log"), conf = dir.Join("nsbroker.conf");
+    int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    dup2(out, 2);
+    setenv("LISTEN_PID", std::to_string(getpid()).c_str(), 1);
+    setenv("LISTEN_FDS", "1", 1);
+    unsetenv("NOTIFY_SOCKET");
+    std::string binary = BrokerBinary();
+    execl(binary.c_str(), binary.c_str(), "-c", conf.c_str(), nullptr);
+    _exit(127);
+  }
   return ChildProcess(pid);
 }
 
@@ -389,6 +421,30 @@ TEST_F(NsjoinTest, ListJsonParses) {
   EXPECT_EQ(nobody.status, 0) << nobody.err;
   EXPECT_NE(nobody.out.find("web1 uts\n"), std::string::npos) << nobody.out;
   EXPECT_EQ(nobody.out.find("jail"), std::string::npos) << nobody.out;
+}
+
+TEST_F(NsjoinTest, BrokerUidTrustsABrokerThatIsNotRoot) {
+  TempDir dir;
+  ChildProcess broker = StartBrokerListeningAs(
+      4242, dir, "target { name: \"web1\" pid: " + std::to_string(web1_->pid()) +
+                     " allow { uid: 0 } }\n");
+  std::string socket = dir.Join("nsbroker.sock");
+  auto refused = RunCommand({NsjoinBinary(), "--socket", socket, "-t", "web1", "-u", "hostname"});
+  EXPECT_EQ(refused.status, 125);
+  EXPECT_EQ(refused.err, "nsjoin: target 'web1': the socket " + socket +
+                             " is served by uid 4242, which is not root nor a trusted broker "
+                             "uid; --broker-uid UID trusts a broker running as UID\n");
+  auto other = RunCommand(
+      {NsjoinBinary(), "--socket", socket, "--broker-uid", "4243", "-t", "web1", "-u", "hostname"});
+  EXPECT_EQ(other.status, 125);
+  EXPECT_NE(other.err.find("served by uid 4242"), std::string::npos) << other.err;
+  auto joined = RunCommand(
+      {NsjoinBinary(), "--socket", socket, "--broker-uid", "4242", "-t", "web1", "-u", "hostname"});
+  EXPECT_EQ(joined.status, 0) << joined.err << dir.Join("broker.log");
+  EXPECT_EQ(joined.out, "web1-host\n");
+  auto bad = RunCommand({NsjoinBinary(), "--broker-uid", "x", "-t", "web1"});
+  EXPECT_EQ(bad.status, 125);
+  EXPECT_TRUE(bad.err.starts_with("nsjoin: invalid broker uid 'x'")) << bad.err;
 }
 
 TEST_F(NsjoinTest, LibraryRunsInTheNetworkNamespaceThroughTheBroker) {
