@@ -7,15 +7,13 @@
 //   if (auto r = nsbroker::EnterSandbox(); !r) return r;      // last step before the loop
 #pragma once
 
-#include <cstddef>
-
 #include "nsbroker/error.h"
 
 namespace nsbroker {
 
 // True in an AddressSanitizer build: LeakSanitizer inspects the process at exit with ptrace
-// from a helper task, so EnterSandbox keeps the process dumpable and lets that helper's
-// syscalls through (sandbox_linux.cc lists them), and logs that it does. Otherwise false.
+// from a task it clones, so the filter lets those syscalls through too (prctl whole, ptrace,
+// clone, ...: sandbox_linux.cc lists them) and EnterSandbox logs that it does. Else false.
 extern const bool kSandboxSanitizerAllowance;
 
 // Linux: a mount namespace of our own in which every mount is read-only, nosuid, nodev and
@@ -28,14 +26,10 @@ extern const bool kSandboxSanitizerAllowance;
 
 // After the drop: PR_SET_DUMPABLE 0, empty effective/permitted/inheritable/ambient
 // capabilities, PR_SET_NO_NEW_PRIVS, then the seccomp allow-list; each step read back from
-// the kernel, and the first that fails or does not take is the error. A syscall outside the
-// list kills the whole process with SIGSYS (SECCOMP_RET_KILL_PROCESS): a server that tries
-// one is not the program we wrote, and must not go on serving.
-// FreeBSD: procctl(2) PROC_NO_NEW_PRIVS and PROC_TRACE_CTL, no capsicum (see the source).
+// the kernel, and the first that fails or does not take is the error; success logs one line. A
+// syscall outside the list kills the whole process with SIGSYS (SECCOMP_RET_KILL_PROCESS): a server
+// that tries one is not the program we wrote, and must not go on serving. FreeBSD: procctl(2)
+// PROC_NO_NEW_PRIVS and PROC_TRACE_CTL, no capsicum (see the source).
 [[nodiscard]] Result<void> EnterSandbox();
-
-// How many syscalls the filter lets through (socket(2) only for AF_UNIX, prctl(2) only for
-// the read-only options it lists); 0 where there is no filter (FreeBSD).
-std::size_t SandboxSyscallCount();
 
 }  // namespace nsbroker

@@ -22,7 +22,8 @@ Result<void> SetAndCheck(int set, int value, int status, int want, const char* w
   }
   int now = 0;
   if (procctl(P_PID, getpid(), status, &now) != 0 || now != want) {
-    return MakeError(ErrorCode::kInternal, std::string("sandbox: procctl ") + what + " did not take");
+    return MakeError(ErrorCode::kInternal,
+                     std::string("sandbox: procctl ") + what + " did not take");
   }
   return {};
 }
@@ -48,7 +49,5 @@ Result<void> EnterSandbox() {
   // root opener to do both.
   return {};
 }
-
-std::size_t SandboxSyscallCount() { return 0; }
 
 }  // namespace nsbroker

@@ -14,6 +14,7 @@
 #include "ledger.h"
 #include "loop.h"
 #include "privileges.h"
+#include "sandbox.h"
 #include "server.h"
 #include "systemd.h"
 #include "trusted_file.h"
@@ -234,8 +235,15 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
     d->uwsgi_file_ = ScopedSocketFile(c.uwsgi_socket);
   }
   if (run_as) {
+    // The sandbox (sandbox.h): the mount namespace needs root, the rest comes after the drop.
+    if (auto prepared = PrepareSandbox(); !prepared) {
+      return std::unexpected(std::move(prepared.error()));
+    }
     if (auto dropped = DropPrivileges(*run_as); !dropped) {
       return std::unexpected(std::move(dropped.error()));
+    }
+    if (auto entered = EnterSandbox(); !entered) {
+      return std::unexpected(std::move(entered.error()));
     }
   }
   d->server_ =

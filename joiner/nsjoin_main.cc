@@ -24,7 +24,8 @@ constexpr int kExitCannotRun = 126;  // the command is not executable
 constexpr int kExitNotFound = 127;   // the command does not exist
 
 constexpr const char kUsage[] =
-    "usage: nsjoin [--socket PATH] [--broker-uid UID] -t TARGET [-a] [-m] [-u] [-i] [-n] [-p] [-U] [-C] [-T]\n"
+    "usage: nsjoin [--socket PATH] [--broker-uid UID] -t TARGET [-a] [-m] [-u] [-i] [-n] [-p] [-U] "
+    "[-C] [-T]\n"
     "              [-r[DIR]] [-w[DIR]] [-W DIR] [-F] [-S UID] [-G GID] [--preserve-credentials]\n"
     "              [-c] [--keep-fds] [--pty] [--] [CMD [ARG...]]\n"
     "       nsjoin --uwsgi PATH [-a] [-m] [-u] [-i] [-n] [-p] [-C] [-T] [-F] [-S UID] [-G GID]\n"
@@ -36,7 +37,7 @@ constexpr const char kUsage[] =
 struct Args {
   std::string socket;
   std::string target;
-  std::string uwsgi;  // --uwsgi: a uWSGI --setns-socket server instead of the broker
+  std::string uwsgi;               // --uwsgi: a uWSGI --setns-socket server instead of the broker
   std::vector<uid_t> broker_uids;  // --broker-uid: besides root and us, who may serve the socket
   bool list = false;
   bool status = false;      // --status: the broker's counters and target states

@@ -426,8 +426,8 @@ TEST_F(NsjoinTest, ListJsonParses) {
 TEST_F(NsjoinTest, BrokerUidTrustsABrokerThatIsNotRoot) {
   TempDir dir;
   ChildProcess broker = StartBrokerListeningAs(
-      4242, dir, "target { name: \"web1\" pid: " + std::to_string(web1_->pid()) +
-                     " allow { uid: 0 } }\n");
+      4242, dir,
+      "target { name: \"web1\" pid: " + std::to_string(web1_->pid()) + " allow { uid: 0 } }\n");
   std::string socket = dir.Join("nsbroker.sock");
   auto refused = RunCommand({NsjoinBinary(), "--socket", socket, "-t", "web1", "-u", "hostname"});
   EXPECT_EQ(refused.status, 125);
