@@ -207,6 +207,13 @@ std::string SanitizerNames() {
   return out;
 }
 
+bool HasEffective(unsigned cap) {
+  __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capget, &header, data) != 0) return false;
+  return (data[cap / 32].effective & (1u << (cap % 32))) != 0;
+}
+
 // The first capability number the kernel does not know: PR_CAPBSET_READ says EINVAL there.
 unsigned CapabilityCount() {
   unsigned cap = 0;
@@ -245,7 +252,8 @@ Result<void> ClearCapabilities() {
   }
   // Read back what the kernel holds for us now: all three sets, then every ambient bit.
   __user_cap_data_struct now[_LINUX_CAPABILITY_U32S_3] = {};
-  if (syscall(SYS_capget, &header, now) != 0) return SysError(ErrorCode::kInternal, "capget");
+  if (syscall(SYS_capget, &header, now) != 0)
+    return SysError(ErrorCode::kInternal, "sandbox: capget");
   for (const auto& word : now) {
     if (word.effective != 0 || word.permitted != 0 || word.inheritable != 0) {
       return MakeError(ErrorCode::kInternal,
@@ -283,16 +291,23 @@ Result<void> PrepareSandbox() {
   }
   if (auto ro = CheckMountsReadOnly(); !ro) return ro;
   // An empty bounding set: nothing executed later could gain a capability, whatever its file
-  // capabilities (needs CAP_SETPCAP, so now). The filter refuses exec anyway; this holds
-  // without it.
+  // capabilities. The filter refuses exec and no_new_privs ignores file capabilities, so this
+  // is depth, and it needs CAP_SETPCAP: a service manager that withheld it (a unit's
+  // CapabilityBoundingSet= without it) leaves the set as that unit bounded it, and we say so.
+  if (!HasEffective(CAP_SETPCAP)) {
+    LogLine("sandbox: capability bounding set left as it is: CAP_SETPCAP is not ours",
+            LogPriority::kWarning);
+    return {};
+  }
   for (unsigned cap = 0, n = CapabilityCount(); cap < n; ++cap) {
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
       return SysError(ErrorCode::kInternal,
                       "sandbox: PR_CAPBSET_DROP capability " + std::to_string(cap));
     }
-  }
-  if (prctl(PR_CAPBSET_READ, 0, 0, 0, 0) != 0) {
-    return MakeError(ErrorCode::kInternal, "sandbox: the capability bounding set is not empty");
+    if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 0) {
+      return MakeError(ErrorCode::kInternal, "sandbox: capability " + std::to_string(cap) +
+                                                 " is still in the bounding set");
+    }
   }
   return {};
 }

@@ -4,6 +4,7 @@
 #include "sandbox.h"
 
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -173,6 +174,25 @@ TEST(Sandbox, PreparingWithoutPrivilegeNamesTheStepThatFailed) {
     auto r = PrepareSandbox();
     if (r) _exit(1);
     _exit(r.error().message.rfind("sandbox: unshare(CLONE_NEWNS): ", 0) == 0 ? 0 : 2);
+  }
+  testing::ChildProcess child(pid);
+  EXPECT_EQ(child.Wait(), 0);
+}
+
+// A unit whose CapabilityBoundingSet= withholds CAP_SETPCAP: the rest is done, the bounding
+// set stays as the unit left it (a warning says so), and nothing fails.
+TEST(Sandbox, WithoutSetpcapTheBoundingSetIsLeftAlone) {
+  ASSERT_TRUE(testing::RequireRoot());
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+    if (syscall(SYS_capget, &header, data) != 0) _exit(9);
+    data[0].effective &= ~(1u << CAP_SETPCAP);
+    if (syscall(SYS_capset, &header, data) != 0) _exit(9);
+    if (!PrepareSandbox()) _exit(1);
+    _exit(prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) == 1 ? 0 : 2);
   }
   testing::ChildProcess child(pid);
   EXPECT_EQ(child.Wait(), 0);
