@@ -1,6 +1,7 @@
-// Owns what the kernel says about a connected peer: who it is, and whether what we sent it
-// may still be unread. Never takes a peer's word for anything (platform code: peer_<os>.cc;
-// the rule over what they report: peer.cc).
+// Owns what the kernel says about a connected peer: who it is (ReadPeerIdentity, shared with
+// the joiners: common/unix_peer.h), and whether what we sent it may still be unread. Never
+// takes a peer's word for anything (platform code: peer_<os>.cc; the rule over what they
+// report: peer.cc).
 //
 //   auto peer = nsbroker::ReadPeerIdentity(conn);  // SO_PEERCRED + SO_PEERGROUPS on Linux
 //   if (!nsbroker::MayBeUnread(nsbroker::ProbeSendQueue(conn))) { /* nothing left in flight */ }
@@ -10,26 +11,12 @@
 
 #include <cstddef>
 #include <optional>
-#include <vector>
 
 #include "nsbroker/error.h"
 #include "nsbroker/unique_fd.h"
+#include "unix_peer.h"
 
 namespace nsbroker {
-
-// Who the kernel says is at the other end of a connection, read once at accept.
-struct PeerIdentity {
-  pid_t pid = 0;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  std::vector<gid_t> groups;   // supplementary groups
-  bool groups_unread = false;  // read without `groups` (no policy rule needed them)
-};
-
-// The credentials of the process that connected to an AF_UNIX socket. Without `groups`,
-// Linux skips SO_PEERGROUPS (a system call and an allocation per connection); FreeBSD reads
-// them in the same call anyway.
-[[nodiscard]] Result<PeerIdentity> ReadPeerIdentity(BorrowedFd sock, bool groups = true);
 
 // What the kernel can tell about what we sent on a connection and its peer has not read: the
 // descriptors in it stay in flight (charged to us, on Linux) until it is read or the peer's

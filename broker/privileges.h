@@ -13,8 +13,10 @@ namespace nsbroker {
 // connection and in-flight descriptor counts against it.
 [[nodiscard]] Result<void> RaiseFdLimit();
 
-// setgroups, setresgid, setresuid (in that order, openssh uidswap.c), then verifies with
-// getresuid/getresgid/getgroups, and that setuid(0) fails unless the target is root.
+// The verified drop shared with jailme (common/privilege_drop.h: setgroups, setresgid,
+// setresuid, then getresuid/getresgid/getgroups and a failing setuid(0), seteuid(0), setgid(0)
+// and setegid(0) unless the target is root) to run_as; errors begin "run_as NAME (uid U, gid
+// G): ".
 [[nodiscard]] Result<void> DropPrivileges(const RunAs& run_as);
 
 }  // namespace nsbroker

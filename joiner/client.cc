@@ -13,6 +13,7 @@
 #include "enter.h"
 #include "nsbroker/kind_set.h"
 #include "unix_address.h"
+#include "unix_peer.h"
 #include "wire.h"
 
 namespace nsbroker {
@@ -102,18 +103,20 @@ Result<Client> Client::Connect(const std::string& socket_path, const ClientOptio
   }
   // The kernel's word on who listens there: a socket anyone could create must not be able
   // to hand us (or jailme) namespaces of its choosing.
-  auto server = platform::ServerUid(sock);
+  // (What it recorded at listen(2); the groups are not needed.)
+  auto server = ReadPeerIdentity(sock, false);
   if (!server) {
     server.error().message += " of " + socket_path;
     return std::unexpected(std::move(server.error()));
   }
   const auto& trusted = options.trusted_server_uids;
-  if (*server != 0 && std::find(trusted.begin(), trusted.end(), *server) == trusted.end()) {
+  if (server->uid != 0 && std::find(trusted.begin(), trusted.end(), server->uid) == trusted.end()) {
     return MakeError(ErrorCode::kPermissionDenied,
-                     "the socket " + socket_path + " is served by uid " + std::to_string(*server) +
+                     "the socket " + socket_path + " is served by uid " +
+                         std::to_string(server->uid) +
                          ", which is not root nor a trusted broker uid");
   }
-  return Client(std::move(sock), *server);
+  return Client(std::move(sock), server->uid);
 }
 
 Result<Grant> DecodeGrant(Datagram datagram, std::string_view target,

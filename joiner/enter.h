@@ -31,10 +31,6 @@ struct EnterPlan {
 
 [[nodiscard]] Result<Entered> EnterPlanned(const EnterPlan& plan);
 
-// The uid that serves a connected AF_UNIX socket, as the kernel recorded it at listen(2)
-// (Linux SO_PEERCRED, FreeBSD getpeereid(3)): a user must not be able to stand up a broker.
-[[nodiscard]] Result<uid_t> ServerUid(BorrowedFd sock);
-
 // Attaches the calling process to a JAIL entry (FreeBSD); kInvalidRequest on Linux.
 [[nodiscard]] Result<Entered> EnterJail(std::string_view target, const GrantEntry& jail);
 

@@ -95,13 +95,6 @@ Result<Entered> EnterPlanned(const EnterPlan& plan) {
   return MakeError(ErrorCode::kNotFound, "the grant has no jail to enter");
 }
 
-Result<uid_t> ServerUid(BorrowedFd sock) {
-  uid_t uid = 0;
-  gid_t gid = 0;
-  if (getpeereid(sock.get(), &uid, &gid) != 0) return SysError(ErrorCode::kInternal, "getpeereid");
-  return uid;
-}
-
 Result<Entered> EnterJail(std::string_view target, const GrantEntry& jail) {
   return nsbroker::EnterJail(target, jail, FreeBsdJailOps());
 }

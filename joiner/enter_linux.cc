@@ -6,7 +6,6 @@
 #include <linux/nsfs.h>
 #include <sched.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -256,15 +255,6 @@ Result<Entered> EnterPlanned(const EnterPlan& plan) {
     if (chdir("/") != 0) return SysError("chdir / in the target's root");
   }
   return entered;
-}
-
-Result<uid_t> ServerUid(BorrowedFd sock) {
-  ucred cred{};
-  socklen_t len = sizeof cred;
-  if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    return SysError(ErrorCode::kInternal, "SO_PEERCRED");
-  }
-  return cred.uid;
 }
 
 Result<Entered> EnterJail(std::string_view, const GrantEntry&) {

@@ -1,10 +1,8 @@
 // nsjoin: nsenter's flags, with namespaces from the broker instead of /proc/PID/ns.
 // Parse, join, enter in this (single-threaded) process, fork only for a pid namespace, exec.
 #include <getopt.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -439,29 +437,6 @@ int RunStatus(const Args& args) {
   return std::fflush(stdout) == 0 ? 0 : kExitFailure;
 }
 
-volatile sig_atomic_t g_child = 0;
-
-void ForwardToChild(int sig) {
-  int saved = errno;
-  kill(static_cast<pid_t>(g_child), sig);
-  errno = saved;
-}
-
-// The parent left outside after a pid namespace waits for its child: it passes on the
-// signals a supervisor sends it, and ignores those a terminal sends to the whole group.
-int WaitForChild(const std::string& target, pid_t child) {
-  g_child = child;
-  struct sigaction forward{};
-  forward.sa_handler = ForwardToChild;
-  sigaction(SIGTERM, &forward, nullptr);
-  sigaction(SIGHUP, &forward, nullptr);
-  signal(SIGINT, SIG_IGN);
-  signal(SIGQUIT, SIG_IGN);
-  auto status = WaitForExit(child);
-  if (!status) return Fail(target, status.error());
-  return *status;
-}
-
 // The grant from the broker, or with --uwsgi from a uWSGI setns-socket server (whose errors
 // already name its socket); entering either is the same from here on.
 Result<Grant> ObtainGrant(const Args& args) {
@@ -491,16 +466,15 @@ Result<Grant> ObtainGrant(const Args& args) {
                            const UniqueFd& procs) {
   auto pty = OpenPty(0);
   if (!pty) _exit(Fail(args.target, pty.error()));
-  sigset_t caller_mask;
-  BlockSessionSignals(caller_mask);
+  ChildWait wait(ChildWait::Session::kOwn);
   auto child = ForkCommand(grant, fork_into_pid);
   if (!child) _exit(Fail(args.target, child.error()));
   if (*child == 0) {
-    if (auto r = StartSession(&*pty, caller_mask); !r) _exit(Fail(args.target, r.error()));
+    if (auto r = StartSession(&*pty, wait); !r) _exit(Fail(args.target, r.error()));
     ExecCommand(args, grant, procs);
   }
   grant = Grant{};
-  auto status = RelayUntilExit(*child, &*pty);
+  auto status = RelayUntilExit(wait, *child, &*pty);
   _exit(status ? *status : Fail(args.target, status.error()));
 }
 
@@ -544,11 +518,19 @@ int RunJoin(const Args& args) {
   if (auto ids = SetIds(uid, gid, entered->user); !ids) _exit(Fail(args.target, ids.error()));
   if (args.pty) RunOnPty(args, *grant, entered->pid && !args.no_fork, procs);
   if (entered->pid && !args.no_fork) {
+    // The parent left outside waits for its child: it passes on the signals a supervisor
+    // sends it, and ignores those a terminal sends to the whole group.
+    ChildWait wait(ChildWait::Session::kShared);
     auto child = ForkIntoPidNamespace(*grant);
     if (!child) _exit(Fail(args.target, child.error()));
-    if (*child == 0) ExecCommand(args, *grant, procs);
+    if (*child == 0) {
+      wait.RestoreInChild();
+      ExecCommand(args, *grant, procs);
+    }
     *grant = Grant{};  // the namespaces stay alive through the child, not through us
-    _exit(WaitForChild(args.target, *child));
+    wait.Watch(*child);
+    auto status = wait.Wait();
+    _exit(status ? ExitCodeOf(*status) : Fail(args.target, status.error()));
   }
   ExecCommand(args, *grant, procs);
 }

@@ -1,8 +1,8 @@
 // The joiner's process steps shared by nsjoin, jailme and Spawn: ids, the fork into a pid
-// namespace, exec, waiting. No threads, no Spawn: jailme links this, not spawn.cc.
+// namespace, exec, the cgroup (waiting: child_wait.cc). No threads, no Spawn: jailme links
+// this, not spawn.cc.
 #include <fcntl.h>
 #include <grp.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,14 +11,8 @@
 #include <vector>
 
 #include "nsbroker/join.h"
-#include "session.h"
 
 namespace nsbroker {
-
-int ExitCodeOf(int status) {
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return WEXITSTATUS(status);
-}
 
 Result<void> SetIds(std::optional<uid_t> uid, std::optional<gid_t> gid,
                     bool entered_user_namespace) {
@@ -58,14 +52,6 @@ Error Exec(const std::vector<std::string>& argv) {
   int err = errno;
   return Error{err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kPermissionDenied, err,
                "exec " + argv[0] + ": " + std::strerror(err)};
-}
-
-Result<int> WaitForExit(pid_t pid) {
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return SysError(ErrorCode::kInternal, "waitpid " + std::to_string(pid));
-  }
-  return ExitCodeOf(status);
 }
 
 Result<UniqueFd> OpenCgroupProcs(const Grant& grant) {

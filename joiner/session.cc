@@ -4,7 +4,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
-#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -19,27 +18,7 @@
 namespace nsbroker {
 namespace {
 
-constexpr int kForwarded[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP};
 constexpr std::size_t kChunk = 4096;
-
-volatile sig_atomic_t g_child = 0;
-volatile sig_atomic_t g_winch = 0;
-volatile sig_atomic_t g_chld = 0;
-
-void ForwardToChild(int sig) {
-  int saved = errno;
-  kill(static_cast<pid_t>(g_child), sig);
-  errno = saved;
-}
-void NoteWinch(int) { g_winch = 1; }
-void NoteChld(int) { g_chld = 1; }
-
-void Handle(int sig, void (*handler)(int)) {
-  struct sigaction action{};
-  action.sa_handler = handler;
-  sigemptyset(&action.sa_mask);
-  sigaction(sig, &action, nullptr);
-}
 
 // Raw mode on the caller's terminal while the pty relays, restored however the relay ends.
 // Only from the terminal's foreground process group: a background one would be stopped
@@ -112,15 +91,6 @@ Result<Pty> OpenPty(int terminal) {
   return Pty{std::move(master), std::move(slave)};
 }
 
-void BlockSessionSignals(sigset_t& caller_mask) {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig : kForwarded) sigaddset(&set, sig);
-  sigaddset(&set, SIGWINCH);
-  sigaddset(&set, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &set, &caller_mask);
-}
-
 Result<pid_t> ForkCommand(const Grant& grant, bool into_pid_namespace) {
   if (into_pid_namespace) return ForkIntoPidNamespace(grant);
   pid_t pid = fork();
@@ -128,8 +98,8 @@ Result<pid_t> ForkCommand(const Grant& grant, bool into_pid_namespace) {
   return pid;
 }
 
-Result<void> StartSession(Pty* pty, const sigset_t& caller_mask) {
-  sigprocmask(SIG_SETMASK, &caller_mask, nullptr);
+Result<void> StartSession(Pty* pty, const ChildWait& wait) {
+  wait.RestoreInChild();
   if (setsid() < 0) return SysError(ErrorCode::kInternal, "setsid");
   if (pty == nullptr) return {};
   if (ioctl(pty->slave.get(), TIOCSCTTY, 0) != 0) {
@@ -143,18 +113,10 @@ Result<void> StartSession(Pty* pty, const sigset_t& caller_mask) {
   return {};
 }
 
-Result<int> RelayUntilExit(pid_t child, Pty* pty) {
-  g_child = child;
-  for (int sig : kForwarded) Handle(sig, ForwardToChild);
-  Handle(SIGWINCH, NoteWinch);
-  Handle(SIGCHLD, NoteChld);
+Result<int> RelayUntilExit(ChildWait& wait, pid_t child, Pty* pty) {
+  // The signals were blocked before the fork: they are taken only inside ppoll.
+  wait.Watch(child);
   signal(SIGPIPE, SIG_IGN);  // a closed stdout ends the relaying of output, not the relay
-  // The signals above were blocked before the fork: they are taken only inside ppoll.
-  sigset_t wait_mask;
-  sigprocmask(SIG_SETMASK, nullptr, &wait_mask);
-  for (int sig : kForwarded) sigdelset(&wait_mask, sig);
-  sigdelset(&wait_mask, SIGWINCH);
-  sigdelset(&wait_mask, SIGCHLD);
 
   int master = -1;
   if (pty != nullptr) {
@@ -169,14 +131,13 @@ Result<int> RelayUntilExit(pid_t child, Pty* pty) {
   bool send_eof = false;  // stdin (not a terminal) ended: pass the terminal's EOF character
   int status = 0;
   for (;;) {
-    if (g_chld != 0) {
-      g_chld = 0;
-      pid_t r = waitpid(child, &status, WNOHANG);
-      if (r < 0 && errno != EINTR) return SysError(ErrorCode::kInternal, "waitpid");
-      if (r == child) break;
+    auto ended = wait.Forward();
+    if (!ended) return std::unexpected(std::move(ended.error()));
+    if (*ended) {
+      status = **ended;
+      break;
     }
-    if (g_winch != 0 && master >= 0) {
-      g_winch = 0;
+    if (wait.TakeWindowChange() && master >= 0) {
       winsize size{};
       if (ioctl(0, TIOCGWINSZ, &size) == 0) ioctl(master, TIOCSWINSZ, &size);
     }
@@ -188,7 +149,7 @@ Result<int> RelayUntilExit(pid_t child, Pty* pty) {
       if (fds[1].events != 0) fds[1].fd = master;
     }
     if (out_open && out.size > 0) fds[2].fd = 1;
-    if (ppoll(fds, 3, nullptr, &wait_mask) < 0) {
+    if (ppoll(fds, 3, nullptr, &wait.wait_mask()) < 0) {
       if (errno == EINTR) continue;
       return SysError(ErrorCode::kInternal, "ppoll");
     }

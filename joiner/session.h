@@ -3,14 +3,15 @@
 // Never enters namespaces or changes ids; never lets the command reach the caller's terminal.
 //
 //   auto pty = nsbroker::OpenPty(0);                 // after entering: the target's devpts
+//   nsbroker::ChildWait wait(nsbroker::ChildWait::Session::kOwn);
 //   pid_t child = fork();
-//   if (child == 0) { StartSession(&*pty); exec...; }
-//   int status = *nsbroker::RelayUntilExit(child, &*pty, SessionSignals{...});
+//   if (child == 0) { StartSession(&*pty, wait); exec...; }
+//   int status = *nsbroker::RelayUntilExit(wait, child, &*pty);
 #pragma once
 
-#include <signal.h>
 #include <sys/types.h>
 
+#include "child_wait.h"
 #include "nsbroker/client.h"
 #include "nsbroker/error.h"
 #include "nsbroker/unique_fd.h"
@@ -29,28 +30,20 @@ struct Pty {
 // window size. A /dev/ptmx that is no pty master is kNotFound.
 [[nodiscard]] Result<Pty> OpenPty(int terminal);
 
-// Blocks the signals the relay forwards (SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGWINCH, SIGCHLD)
-// before the fork, so that none is lost or kills the relay between fork and RelayUntilExit;
-// `caller_mask` gets the mask to restore (the child does so in StartSession).
-void BlockSessionSignals(sigset_t& caller_mask);
-
-// A waitpid(2) status as an exit code: the code, or 128+N if signal N killed the process.
-int ExitCodeOf(int wait_status);
-
 // The command's process: ForkIntoPidNamespace after an entered pid namespace (so that the
 // command is inside it), else a plain fork(2). 0 in the child.
 [[nodiscard]] Result<pid_t> ForkCommand(const Grant& grant, bool into_pid_namespace);
 
-// In the forked child, before exec: restores `caller_mask`, setsid(2) (so the caller's
-// terminal is never its controlling terminal: no TIOCSTI into it), and with a pty makes the
-// slave its controlling terminal and fds 0-2, closing both pty descriptors.
-[[nodiscard]] Result<void> StartSession(Pty* pty, const sigset_t& caller_mask);
+// In the forked child, before exec: the caller's signals back (wait.RestoreInChild), setsid(2)
+// (so the caller's terminal is never its controlling terminal: no TIOCSTI into it), and with
+// a pty makes the slave its controlling terminal and fds 0-2, closing both pty descriptors.
+[[nodiscard]] Result<void> StartSession(Pty* pty, const ChildWait& wait);
 
-// In the parent: forwards SIGINT/SIGQUIT/SIGTERM/SIGHUP to the child (it is in a session of
-// its own, the caller's terminal does not signal it), and with a pty puts the caller's
-// terminal (fd 0, when one) in raw mode, relays fd 0 -> master and master -> fd 1, passes
-// window size changes (SIGWINCH) on, and restores the terminal on every return. Returns the
-// child's exit code, or 128+N if signal N killed it.
-[[nodiscard]] Result<int> RelayUntilExit(pid_t child, Pty* pty);
+// In the parent, with `wait` made (Session::kOwn) before the fork: forwards the signals (the
+// child is in a session of its own, the caller's terminal does not signal it), and with a pty
+// puts the caller's terminal (fd 0, when one) in raw mode, relays fd 0 -> master and master
+// -> fd 1, passes window size changes (SIGWINCH) on, and restores the terminal on every
+// return. Returns the child's exit code, or 128+N if signal N killed it.
+[[nodiscard]] Result<int> RelayUntilExit(ChildWait& wait, pid_t child, Pty* pty);
 
 }  // namespace nsbroker

@@ -14,9 +14,9 @@
 #include <system_error>
 #include <thread>
 
+#include "child_wait.h"
 #include "enter.h"
 #include "nsbroker/join.h"
-#include "session.h"
 
 namespace nsbroker {
 namespace {
@@ -80,29 +80,15 @@ Result<void> Redirect(int fd, int target) {
   return {};
 }
 
-volatile sig_atomic_t g_command_pid = 0;
-
-void Forward(int sig) {
-  int saved = errno;
-  if (g_command_pid > 0) kill(static_cast<pid_t>(g_command_pid), sig);
-  errno = saved;
-}
-
 // The middle process of Spawn after a pid namespace: it stands for the command, so it
-// passes on the signals a caller sends to the pid it was given, and ends as the command
-// ended (the same signal, without a core dump of its own, or the same exit code).
-[[noreturn]] void StandInFor(pid_t command) {
-  g_command_pid = command;
-  struct sigaction forward{};
-  forward.sa_handler = Forward;
-  for (int sig : {SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaction(sig, &forward, nullptr);
-  // A terminal sends these to the whole process group: the command has them already.
-  signal(SIGINT, SIG_IGN);
-  signal(SIGQUIT, SIG_IGN);
-  int status = 0;
-  while (waitpid(command, &status, 0) < 0) {
-    if (errno != EINTR) _exit(125);
-  }
+// passes on the signals a caller sends to the pid it was given (ChildWait, kShared: a
+// terminal's reach the command directly), and ends as the command ended (the same signal,
+// without a core dump of its own, or the same exit code).
+[[noreturn]] void StandInFor(ChildWait& wait, pid_t command) {
+  wait.Watch(command);
+  auto waited = wait.Wait();
+  if (!waited) _exit(125);
+  int status = *waited;
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);
     rlimit no_core{0, 0};
@@ -130,12 +116,14 @@ void Forward(int sig) {
     ReportAndExit(report, ids.error(), 125);
   }
   if (entered->pid && options.fork_after_pid) {
+    ChildWait wait(ChildWait::Session::kShared);
     auto command = ForkIntoPidNamespace(grant);
     if (!command) ReportAndExit(report, command.error(), 125);
     if (*command > 0) {
       close(report);
-      StandInFor(*command);
+      StandInFor(wait, *command);
     }
+    wait.RestoreInChild();
   }
   Error error = Exec(argv);
   ReportAndExit(report, error, error.sys_errno == ENOENT ? 127 : 126);

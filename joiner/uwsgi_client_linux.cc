@@ -17,6 +17,7 @@
 #include "nsbroker/ns_kind.h"
 #include "nsbroker/uwsgi.h"
 #include "unix_address.h"
+#include "unix_peer.h"
 #include "wire.h"
 
 namespace nsbroker {
@@ -196,16 +197,12 @@ Result<Grant> ReceiveUwsgiGrant(const std::string& socket_path, const UwsgiClien
     return Fail(code, socket_path, std::string("connect: ") + std::strerror(err));
   }
   // The kernel's record of who called listen(), not anything the server could claim.
-  ucred cred{};
-  socklen_t len = sizeof cred;
-  if (getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-    return Fail(ErrorCode::kInternal, socket_path,
-                std::string("getsockopt SO_PEERCRED: ") + std::strerror(errno));
-  }
-  if (!TrustedServer(cred.uid, options)) {
+  auto server = ReadPeerIdentity(sock, false);
+  if (!server) return Fail(ErrorCode::kInternal, socket_path, server.error().message);
+  if (!TrustedServer(server->uid, options)) {
     return Fail(ErrorCode::kPermissionDenied, socket_path,
-                "served by uid " + std::to_string(cred.uid) + " (pid " + std::to_string(cred.pid) +
-                    "), which is neither root nor a trusted uid");
+                "served by uid " + std::to_string(server->uid) + " (pid " +
+                    std::to_string(server->pid) + "), which is neither root nor a trusted uid");
   }
   return ReadUwsgiGrant(sock, socket_path, options.timeout);
 }

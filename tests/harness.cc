@@ -134,6 +134,13 @@ int ChildProcess::Wait(std::chrono::milliseconds timeout) {
   return StatusToCode(status);
 }
 
+int ExitCodeInChild(const std::function<int()>& fn) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) _exit(fn());
+  return ChildProcess(pid).Wait();
+}
+
 Result<Target> Target::Start(const TargetOptions& options) {
   int go[2], ready[2], report[2];
   if (pipe2(go, O_CLOEXEC) != 0 || pipe2(ready, O_CLOEXEC) != 0 || pipe2(report, O_CLOEXEC) != 0) {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -45,6 +46,10 @@ class ChildProcess {
  private:
   pid_t pid_ = -1;
 };
+
+// Runs fn in a forked child (its ids and signals are then not the test runner's) and returns
+// the child's exit code: fn's result, or 128+N if signal N killed it; -1 if fork failed.
+int ExitCodeInChild(const std::function<int()>& fn);
 
 // A process in fresh uts/ipc/net/mnt/pid/cgroup namespaces (pid 1 of its pid namespace)
 // with `hostname`, sleeping until killed. With `user_owner_uid`, it also gets a new user

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -177,10 +176,10 @@ void CloseAllBut(int keep) {
 // The parent left behind by the fork: already dropped to the user and untraceable, it holds
 // only fds 0-2 and the pty master, relays the terminal and signals (the command is in a
 // session of its own) and reports how the command ended (128+N for signal N).
-[[noreturn]] void RelayAndExit(pid_t child, std::optional<Pty>& pty) {
+[[noreturn]] void RelayAndExit(ChildWait& wait, pid_t child, std::optional<Pty>& pty) {
   if (auto r = ForbidTracing(); !r) Die(r.error().message);
   CloseAllBut(pty ? pty->master.get() : -1);
-  auto status = RelayUntilExit(child, pty ? &*pty : nullptr);
+  auto status = RelayUntilExit(wait, child, pty ? &*pty : nullptr);
   if (!status) Die(status.error().message);
   _exit(*status);
 }
@@ -316,15 +315,14 @@ void CloseAllBut(int keep) {
   // Always a child in a session of its own (setsid), so that nothing inside can TIOCSTI into
   // the caller's terminal; after a pid namespace the fork also puts the command inside it.
   // Both sides are already the user; the parent relays and waits.
-  sigset_t caller_mask;
-  BlockSessionSignals(caller_mask);
+  ChildWait wait(ChildWait::Session::kOwn);        // from before the fork: no signal lost
   auto child = ForkCommand(*grant, entered->pid);  // a dead init is reported as such
   if (!child) DieTarget(target, child.error().message);
   if (*child > 0) {
     grant = Grant{};  // close every descriptor of the target in this process
-    RelayAndExit(*child, pty);
+    RelayAndExit(wait, *child, pty);
   }
-  if (auto r = StartSession(pty ? &*pty : nullptr, caller_mask); !r) {
+  if (auto r = StartSession(pty ? &*pty : nullptr, wait); !r) {
     DieTarget(target, r.error().message);
   }
   if (cgroup_procs.valid()) {

@@ -7,20 +7,14 @@
 //   ... connect, ask ...; RegainRoot(); ... enter ...; DropForGood(caller);
 #pragma once
 
-#include <sys/types.h>
-
-#include <vector>
-
 #include "nsbroker/error.h"
+#include "privilege_drop.h"
 
 namespace nsbroker {
 
-// The real identity of the process that ran jailme: what it gets back before exec.
-struct Caller {
-  uid_t uid = 0;
-  gid_t gid = 0;
-  std::vector<gid_t> groups;  // supplementary groups, as getgroups(2) reported them
-};
+// The real identity of the process that ran jailme: what it gets back before exec
+// (supplementary groups as getgroups(2) reported them).
+using Caller = Credentials;
 
 // getuid/getgid/getgroups of the caller; exits 125 if getgroups fails (cannot happen with a
 // buffer of NGROUPS_MAX, so it would be a kernel or libc surprise).
@@ -34,9 +28,10 @@ Caller RecordCaller();
 // Effective uid back to 0 (from the saved uid) for the setns calls.
 [[nodiscard]] Result<void> RegainRoot();
 
-// setgroups, setresgid, setresuid to the caller, in that order, then verifies with
-// getresuid/getresgid/getgroups, that setuid(0)/setgid(0) fail and that no capability is
-// left. Any failure or mismatch prints the ids and exits 125: there is no way to continue.
+// The verified drop shared with the broker (common/privilege_drop.h: setgroups, setresgid,
+// setresuid to the caller, then getresuid/getresgid/getgroups and a failing setuid(0),
+// seteuid(0), setgid(0), setegid(0)), then that no capability is left. Any failure or mismatch
+// prints what it saw and exits 125: there is no way to continue.
 void DropForGood(const Caller& caller);
 
 }  // namespace nsbroker
