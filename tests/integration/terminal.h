@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,20 @@
 #include "nsbroker/unique_fd.h"
 
 namespace nsbroker::testing {
+
+// "MAJ:MIN" of every devpts instance mounted in this process's mount namespace (the host's,
+// as far as the tests see it), from /proc/self/mountinfo.
+inline std::vector<std::string> DevptsDevices() {
+  std::vector<std::string> devices;
+  std::ifstream in("/proc/self/mountinfo");
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string id, parent, device;
+    fields >> id >> parent >> device;
+    if (line.find(" - devpts ") != std::string::npos) devices.push_back(device);
+  }
+  return devices;
+}
 
 class Terminal {
  public:
