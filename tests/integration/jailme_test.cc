@@ -559,14 +559,6 @@ TEST_F(JailmeTest, PipelineGetsNoPtyAndPtyFlagsOverride) {
   EXPECT_EQ(t.Wait(), 0);
 }
 
-// Lines of /proc/PID/mountinfo that mount a devpts.
-std::size_t DevptsMounts(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/mountinfo");
-  std::size_t n = 0;
-  for (std::string line; std::getline(in, line);) n += line.find(" - devpts ") != std::string::npos;
-  return n;
-}
-
 // A target whose mount namespace has no devpts (an empty tmpfs on /dev, as a container without
 // /dev/pts): at a terminal the command still gets a pty, of a devpts instance jailme made for
 // it alone, neither the caller's nor one of the host's, and mounted nowhere in the target.
@@ -574,12 +566,13 @@ std::size_t DevptsMounts(pid_t pid) {
 TEST_F(JailmeTest, TargetWithoutDevptsGetsAPtyOfAnInstanceOfItsOwn) {
   auto bare = Target::Start({.hostname = "jailme-bare", .empty_dev = true});
   ASSERT_OK(bare);
+  const std::string bare_mounts = "/proc/" + std::to_string(bare->pid()) + "/mountinfo";
   std::string config = std::string("socket: \"") + kSocketPath + "\"\nsocket_mode: \"0666\"\n" +
                        "target { name: \"bare\" pid: " + std::to_string(bare->pid()) +
                        " allow { uid: " + std::to_string(kNobody) + " } }\n";
   auto broker = Broker::Start(config);
   ASSERT_OK(broker);
-  ASSERT_EQ(DevptsMounts(bare->pid()), 0u);
+  ASSERT_EQ(DevptsDevices(bare_mounts).size(), 0u);
   auto t = Terminal::Start(
       {"/bin/sh", "-c",
        "stty -g; " + jailme_ +
@@ -609,7 +602,7 @@ TEST_F(JailmeTest, TargetWithoutDevptsGetsAPtyOfAnInstanceOfItsOwn) {
   EXPECT_EQ(lines[5], "GOT:hello");
   EXPECT_EQ(lines[6], "rc:5");
   EXPECT_EQ(lines[7], lines[0]) << "the caller's terminal modes changed";
-  EXPECT_EQ(DevptsMounts(bare->pid()), 0u) << "a devpts was mounted in the target";
+  EXPECT_EQ(DevptsDevices(bare_mounts).size(), 0u) << "a devpts was mounted in the target";
 }
 
 // A target that exposes its cgroup (CGROUPDIR): the user's command starts in it, under the

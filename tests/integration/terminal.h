@@ -21,11 +21,12 @@
 
 namespace nsbroker::testing {
 
-// "MAJ:MIN" of every devpts instance mounted in this process's mount namespace (the host's,
-// as far as the tests see it), from /proc/self/mountinfo.
-inline std::vector<std::string> DevptsDevices() {
+// "MAJ:MIN" of every devpts mounted in a mount namespace, from its `mountinfo`: by default
+// this process's (the host's, as far as the tests see it), or /proc/PID/mountinfo.
+inline std::vector<std::string> DevptsDevices(
+    const std::string& mountinfo = "/proc/self/mountinfo") {
   std::vector<std::string> devices;
-  std::ifstream in("/proc/self/mountinfo");
+  std::ifstream in(mountinfo);
   for (std::string line; std::getline(in, line);) {
     std::istringstream fields(line);
     std::string id, parent, device;
