@@ -167,9 +167,9 @@ enum class PtyMode { kAuto, kOn, kOff };
 // file as its terminal.
 Result<Pty> CommandPty(const Caller& caller) {
   if (auto r = ActAsCaller(caller); !r) return std::unexpected(std::move(r.error()));
-  auto targets = OpenPty(0);
+  auto in_target = OpenPty(0);
   if (auto r = RegainRoot(); !r) return std::unexpected(std::move(r.error()));
-  return PtyOrPrivate(std::move(targets), 0, caller.uid, caller.gid);
+  return PtyOrPrivate(std::move(in_target), 0, caller.uid, caller.gid);
 }
 
 // Every descriptor but 0-2 and `keep` (the pty master, or -1) is closed.
