@@ -64,6 +64,13 @@ int TargetMain(void* raw) {
   char byte;
   if (read(args->go_fd, &byte, 1) != 1) _exit(1);
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(2);
+  // The host's /dev and the devpts under it detached first (EINVAL: /dev is no mount of its
+  // own), so that no devpts is left in this mount namespace at all, not even hidden.
+  if (args->options->empty_dev &&
+      ((umount2("/dev", MNT_DETACH) != 0 && errno != EINVAL) ||
+       mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755") != 0)) {
+    _exit(5);
+  }
   const std::string& name = args->options->hostname;
   if (sethostname(name.data(), name.size()) != 0) _exit(3);
   if (write(args->ready_fd, "r", 1) != 1) _exit(4);

@@ -53,10 +53,12 @@ int ExitCodeInChild(const std::function<int()>& fn);
 
 // A process in fresh uts/ipc/net/mnt/pid/cgroup namespaces (pid 1 of its pid namespace)
 // with `hostname`, sleeping until killed. With `user_owner_uid`, it also gets a new user
-// namespace owned by that uid (a rootless target), mapping root inside to that uid.
+// namespace owned by that uid (a rootless target), mapping root inside to that uid. With
+// `empty_dev`, its /dev is an empty tmpfs: no devpts, no ptmx (a container without /dev/pts).
 struct TargetOptions {
   std::string hostname = "nsb-target";
   std::optional<uid_t> user_owner_uid;
+  bool empty_dev = false;
 };
 class Target {
  public:
