@@ -325,9 +325,12 @@ std::optional<ProcStat> ReadStat(pid_t pid) {
 }
 
 // Pins `pid` with a pidfd and checks it is the process that was named: its start time is
-// the same before and after the pidfd was opened (so the pidfd is that process), and earlier
-// than `named_at` (boot ticks when the runtime was asked or the group was read): a process
-// started later took a pid freed meanwhile. With `cgroup`, it must still be in that group.
+// the same before and after the pidfd was opened (so the pidfd is that process), and not
+// later than `named_at` (boot ticks when the runtime was asked or the group was read): a
+// process started later took a pid freed meanwhile. Start times are whole ticks (USER_HZ), so
+// one started in the very tick of the naming is taken, as it cannot be told apart; for a
+// cgroup the membership check below still holds it to the group. With `cgroup`, it must
+// still be in that group.
 Result<TargetHandlePtr> OpenNamed(pid_t pid, unsigned long long named_at, std::string origin,
                                   const std::string* cgroup, KindSet kinds, bool hold) {
   const std::string process = "process " + std::to_string(pid);
@@ -350,7 +353,7 @@ Result<TargetHandlePtr> OpenNamed(pid_t pid, unsigned long long named_at, std::s
   if (!after || after->start != before->start) {
     return MakeError(ErrorCode::kUnavailable, process + " changed while it was checked");
   }
-  if (before->start >= named_at) {
+  if (before->start > named_at) {
     return MakeError(ErrorCode::kUnavailable,
                      process + " started after " + origin + " named it (a pid reused)");
   }
