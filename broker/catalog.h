@@ -42,6 +42,11 @@ inline constexpr char kOpening[] = "opening (start-up or reload in progress)";
 // The reason given for an oci target while its runtime is asked for the first time.
 inline constexpr char kResolving[] = "resolving";
 
+// Whether a handle opened for `a` serves `b` as well: the same source, the same kinds.
+// Allow rules may differ; they are policy, applied per request. A reload keeps the handles of
+// such targets, in the server and in the privilege-separated opener alike.
+bool SameSource(const TargetSpec& a, const TargetSpec& b);
+
 class Catalog {
  public:
   // The catalog of `config`. Targets whose source did not change keep their handle, moved
@@ -69,6 +74,8 @@ class Catalog {
   void ResolveAllNow();
 
   const Config& config() const { return config_; }
+  // How this catalog opens targets; a reload's catalog opens them the same way.
+  const TargetOpener& opener() const { return opener_; }
   // Hold mode (run_as): every exposed descriptor is opened with its target and kept.
   bool hold() const { return config_.run_as.has_value(); }
   std::vector<CatalogEntry>& entries() { return entries_; }

@@ -121,25 +121,6 @@ Result<EntryFd> OpenFile(NsKind kind, const std::string& path) {
   return Describe(kind, std::move(fd), path);
 }
 
-Result<std::vector<EntryFd>> DupHeld(const std::vector<EntryFd>& held, KindSet kinds) {
-  std::vector<EntryFd> out;
-  for (const EntryFd& h : held) {
-    if (!KindSetHas(kinds, h.kind)) continue;
-    UniqueFd fd(fcntl(h.fd.get(), F_DUPFD_CLOEXEC, 0));
-    if (!fd.valid()) return SysError("dup " + std::string(KindName(h.kind)) + " descriptor");
-    out.push_back({h.kind, std::move(fd), h.inode, h.device, h.ns_id});
-  }
-  return out;
-}
-
-GrantSetPtr MakeSet(std::vector<EntryFd> entries) {
-  auto set = std::make_shared<GrantSet>();
-  for (const EntryFd& e : entries) set->kinds |= KindBit(e.kind);
-  set->entries = std::move(entries);
-  set->fetched = std::chrono::steady_clock::now();
-  return set;
-}
-
 // A pidfd polls readable once its process has exited (even before it is reaped). poll() with
 // a zero timeout still fails with EINTR when a signal arrives (a SIGHUP reload, under load):
 // that says nothing about the process, so ask again rather than report a live target dead.
@@ -155,9 +136,9 @@ bool ProcessExited(int pidfd) {
 // self, netns and path targets: every descriptor is opened once and held.
 class HeldTarget : public TargetHandle {
  public:
-  explicit HeldTarget(std::vector<EntryFd> held) : held_(MakeSet(std::move(held))) {}
+  explicit HeldTarget(std::vector<EntryFd> held) : held_(MakeGrantSet(std::move(held))) {}
   Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
-    return DupHeld(held_->entries, kinds);
+    return DupEntries(held_->entries, kinds);
   }
   GrantSetPtr held() const override { return held_; }
   int watch_fd() const override { return -1; }
@@ -178,7 +159,7 @@ class ProcessTarget : public TargetHandle {
   Result<void> Hold(KindSet kinds) {
     auto fds = Fetch(kinds);
     if (!fds) return std::unexpected(std::move(fds.error()));
-    held_ = MakeSet(std::move(*fds));
+    held_ = MakeGrantSet(std::move(*fds));
     holding_ = true;
     return {};
   }
@@ -186,7 +167,7 @@ class ProcessTarget : public TargetHandle {
   Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
     if (holding_) {
       if (!Alive()) return Gone();
-      return DupHeld(held_->entries, kinds);
+      return DupEntries(held_->entries, kinds);
     }
     return Fetch(kinds);
   }
@@ -490,6 +471,35 @@ Result<TargetHandlePtr> ResolveNow(const TargetSpec& spec, bool hold) {
   auto state = QueryStateNow(spec.oci);
   if (!state) return std::unexpected(std::move(state.error()));
   return OpenContainer(spec, *state, hold);
+}
+
+Result<EntryFd> VerifyEntry(NsKind kind, UniqueFd fd, const std::string& what) {
+  return Describe(kind, std::move(fd), what);
+}
+
+Result<pid_t> VerifyPidfd(BorrowedFd fd) {
+  // A pidfd's fdinfo names its process ("Pid:\t1234"); no other descriptor's has that line.
+  auto text = ReadProc("/proc/self/fdinfo/" + std::to_string(fd.get()), 4096);
+  if (!text) return std::unexpected(std::move(text.error()));
+  std::size_t at = text->starts_with("Pid:") ? 0 : text->find("\nPid:");
+  if (at == std::string::npos) {
+    return MakeError(ErrorCode::kInvalidRequest,
+                     "descriptor " + std::to_string(fd.get()) + " is not a pidfd");
+  }
+  std::string_view rest = std::string_view(*text).substr(text->find(':', at) + 1);
+  while (!rest.empty() && (rest.front() == '\t' || rest.front() == ' ')) rest.remove_prefix(1);
+  pid_t pid = 0;
+  auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
+  if (ec != std::errc() || pid <= 0) {
+    // -1: the process was reaped; 0: in no pid namespace of ours.
+    return MakeError(ErrorCode::kUnavailable,
+                     "the process of pidfd " + std::to_string(fd.get()) + " is gone");
+  }
+  return pid;
+}
+
+Result<TargetHandlePtr> AdoptJail(std::int32_t, std::string, UniqueFd) {
+  return MakeError(ErrorCode::kInvalidRequest, "jail targets need FreeBSD");
 }
 
 bool SourceSupported(SourceType source) { return source != SourceType::kJail; }
