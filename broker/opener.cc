@@ -120,7 +120,9 @@ Result<Forked> ForkServer(int death_signal) {
 Opener::Opener(OpenerSetup setup) : setup_(std::move(setup)) {
   current_.id = 1;
   current_.config = std::move(setup_.config);
-  current_.handles.resize(current_.config.targets.size());
+  for (std::size_t i = 0; i < current_.config.targets.size(); ++i) {
+    current_.slots.push_back(std::make_shared<Slot>());
+  }
 }
 
 int Opener::Run() {
@@ -290,13 +292,14 @@ void Opener::Open(Generation& generation, const privsep::Request& request) {
                        .seq = request.seq,
                        .generation = request.generation};
   // Opening again is re-resolution: the old handle goes whatever the outcome.
-  generation.handles[request.index].reset();
+  Slot& slot = *generation.slots[request.index];
+  slot.handle.reset();
   auto opened = setup_.open(spec, /*hold=*/false);
   if (!opened) {
     SetError(reply, opened.error());
     return Send(reply, {});
   }
-  std::shared_ptr<TargetHandle> handle(std::move(*opened));
+  TargetHandlePtr handle = std::move(*opened);
   std::vector<int> fds;
   std::optional<JailEntry> jail;
   GrantSetPtr held = handle->held();
@@ -330,7 +333,7 @@ void Opener::Open(Generation& generation, const privsep::Request& request) {
     fds.push_back(handle->watch_fd());
   }
   reply.count = static_cast<std::uint32_t>(fds.size());
-  generation.handles[request.index] = std::move(handle);
+  slot.handle = std::move(handle);
   Send(reply, fds);
 }
 
@@ -345,7 +348,7 @@ void Opener::Fetch(Generation& generation, const privsep::Request& request) {
                        .index = request.index,
                        .seq = request.seq,
                        .generation = request.generation};
-  const auto& handle = generation.handles[request.index];
+  const TargetHandlePtr& handle = generation.slots[request.index]->handle;
   if (!handle) {
     SetError(reply, {ErrorCode::kUnavailable, 0, "target '" + spec.name + "' is not open"});
     return Send(reply, {});
@@ -436,7 +439,7 @@ void Opener::Reload() {
   for (const TargetSpec& spec : offered->config.targets) {
     auto it = by_name.find(spec.name);
     bool same = it != by_name.end() && SameSource(now.targets[it->second], spec);
-    offered->handles.push_back(same ? current_.handles[it->second] : nullptr);
+    offered->slots.push_back(same ? current_.slots[it->second] : std::make_shared<Slot>());
   }
   offered_ = std::move(offered);
   Send(reply, fds);

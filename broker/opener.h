@@ -70,12 +70,16 @@ class Opener {
   int Run();
 
  private:
+  // The handle last opened for a target. A reload's generation shares the slot of every
+  // target whose source is unchanged, as the server's catalog moves its handle over: an open
+  // in either generation (the server may re-resolve before it reads the offer) is seen by both.
+  struct Slot {
+    TargetHandlePtr handle;
+  };
   struct Generation {
     std::uint64_t id = 0;
     Config config;
-    // Per target index: the handle last opened for it (shared with the next generation
-    // while the target's source is unchanged, as the server's catalog keeps its handle).
-    std::vector<std::shared_ptr<TargetHandle>> handles;
+    std::vector<std::shared_ptr<Slot>> slots;  // per target index
   };
 
   void OnRequest();
