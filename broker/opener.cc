@@ -126,7 +126,7 @@ Opener::Opener(OpenerSetup setup) : setup_(std::move(setup)) {
 }
 
 int Opener::Run() {
-  struct sigaction action {};
+  struct sigaction action{};
   action.sa_handler = OnSignal;
   sigemptyset(&action.sa_mask);
   for (int sig : kDaemonSignals) sigaction(sig, &action, nullptr);
@@ -191,10 +191,8 @@ void Opener::OnServerExit() {
   int status = 0;
   pid_t got = waitpid(setup_.server, &status, WNOHANG);
   if (got != setup_.server) return;
-  LogLine("opener: the server (pid " + std::to_string(setup_.server) + ") " +
-              ServerStatus(status),
-          WIFEXITED(status) && WEXITSTATUS(status) == 0 ? LogPriority::kInfo
-                                                        : LogPriority::kError);
+  LogLine("opener: the server (pid " + std::to_string(setup_.server) + ") " + ServerStatus(status),
+          WIFEXITED(status) && WEXITSTATUS(status) == 0 ? LogPriority::kInfo : LogPriority::kError);
   setup_.server = 0;
   exit_ = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
 }
@@ -363,8 +361,8 @@ void Opener::Fetch(Generation& generation, const privsep::Request& request) {
   for (EntryFd& e : *entries) {
     if (fds.size() == privsep::kMaxEntries) return Fatal("a fetch beyond the reply's room");
     // Every descriptor is checked to be what its kind says before it leaves (targets.h).
-    auto entry = VerifyEntry(e.kind, std::move(e.fd), "target '" + spec.name + "' " +
-                                                          std::string(KindName(e.kind)));
+    auto entry = VerifyEntry(e.kind, std::move(e.fd),
+                             "target '" + spec.name + "' " + std::string(KindName(e.kind)));
     if (!entry) {
       SetError(reply, entry.error());
       return Send(reply, {});

@@ -96,12 +96,12 @@ class Opener {
   void Stop();
 
   OpenerSetup setup_;
-  Generation current_;                     // the one the server said it serves
-  std::unique_ptr<Generation> offered_;    // sent with kReload, not yet switched to
-  bool reload_again_ = false;              // a SIGHUP came while one was offered
-  std::optional<int> exit_;                // set: the loop ends with this status
-  bool stopping_ = false;                  // SIGTERM/SIGINT: the server was told to stop
-  bool closed_ = false;                    // the server closed its end: it is exiting
+  Generation current_;                   // the one the server said it serves
+  std::unique_ptr<Generation> offered_;  // sent with kReload, not yet switched to
+  bool reload_again_ = false;            // a SIGHUP came while one was offered
+  std::optional<int> exit_;              // set: the loop ends with this status
+  bool stopping_ = false;                // SIGTERM/SIGINT: the server was told to stop
+  bool closed_ = false;                  // the server closed its end: it is exiting
   std::chrono::steady_clock::time_point stop_deadline_{};
   std::chrono::steady_clock::time_point second_{};
   std::uint32_t requests_this_second_ = 0;

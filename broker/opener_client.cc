@@ -124,7 +124,8 @@ Error ReplyError(const privsep::Reply& reply) {
 
 }  // namespace
 
-OpenerClient::OpenerClient(UniqueFd channel, const Config& config) : channel_(std::move(channel)) {
+OpenerClient::OpenerClient(UniqueFd channel, const Config& config, JailAdopter adopt_jail)
+    : channel_(std::move(channel)), adopt_jail_(std::move(adopt_jail)) {
   fcntl(channel_.get(), F_SETFL, fcntl(channel_.get(), F_GETFL) | O_NONBLOCK);
   Serve(1, config);
 }
@@ -144,8 +145,7 @@ TargetOpener OpenerClient::Opener() {
 Resolver OpenerClient::BackgroundResolver() {
   return [this](event_base* base, const TargetSpec& spec, bool,
                 ResolveDone done) -> Result<std::unique_ptr<Resolution>> {
-    return std::make_unique<DeferredOpen>(base,
-                                          [this, &spec, done] { done(Open(spec)); });
+    return std::make_unique<DeferredOpen>(base, [this, &spec, done] { done(Open(spec)); });
   };
 }
 
@@ -281,8 +281,8 @@ Result<TargetHandlePtr> OpenerClient::Adopt(const TargetSpec& spec, Answer answe
   };
   if (reply.flags == privsep::kJailFlag && spec.source == SourceType::kJail) {
     if (answer.fds.size() > 1) return bad("more than a jail descriptor");
-    return AdoptJail(reply.jid, privsep::Text(reply),
-                     answer.fds.empty() ? UniqueFd() : std::move(answer.fds[0]));
+    return adopt_jail_(reply.jid, privsep::Text(reply),
+                       answer.fds.empty() ? UniqueFd() : std::move(answer.fds[0]));
   }
   if (reply.flags == privsep::kPidfd && answer.fds.size() == 1) {
     // The pidfd must be one, of the process the opener says.

@@ -38,10 +38,15 @@ struct ReloadOffer {
   UniqueFd audit;
 };
 
+// Makes the jail target of what the opener resolved (targets.h AdoptJail; tests of the jail
+// logic pass one over a fake JailSystem).
+using JailAdopter =
+    std::function<Result<TargetHandlePtr>(std::int32_t jid, std::string name, UniqueFd descriptor)>;
+
 class OpenerClient {
  public:
   // Serving `config` as generation 1 (what the server forked with).
-  OpenerClient(UniqueFd channel, const Config& config);
+  OpenerClient(UniqueFd channel, const Config& config, JailAdopter adopt_jail = AdoptJail);
   OpenerClient(const OpenerClient&) = delete;
   OpenerClient& operator=(const OpenerClient&) = delete;
 
@@ -82,6 +87,7 @@ class OpenerClient {
   Result<std::uint32_t> IndexOf(const std::string& name) const;
 
   UniqueFd channel_;
+  JailAdopter adopt_jail_;
   std::uint64_t generation_ = 1;
   std::unordered_map<std::string, std::uint32_t> index_;  // target name -> index in generation_
   std::uint64_t seq_ = 0;

@@ -89,7 +89,7 @@ struct Reply {
   std::int32_t pid = 0;
   std::int32_t jid = 0;
   std::uint32_t flags = 0;
-  std::uint32_t count = 0;                // descriptors that ride on the datagram
+  std::uint32_t count = 0;               // descriptors that ride on the datagram
   std::uint8_t kinds[kMaxEntries] = {};  // NsKind of each descriptor, in order
   char text[kTextSize] = {};             // NUL-terminated: error reason, jail name, Resolved()
 };

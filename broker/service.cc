@@ -154,10 +154,9 @@ std::vector<std::string> Warnings(const Catalog& catalog) {
 }  // namespace
 
 std::string StatusText(const ServingFigures& f) {
-  return std::to_string(f.targets) + " targets (" + std::to_string(f.available) +
-         " available); " + std::to_string(f.grants) + " grants, " + std::to_string(f.denials) +
-         " denials, " + std::to_string(f.errors) + " errors, " + std::to_string(f.connections) +
-         " connections";
+  return std::to_string(f.targets) + " targets (" + std::to_string(f.available) + " available); " +
+         std::to_string(f.grants) + " grants, " + std::to_string(f.denials) + " denials, " +
+         std::to_string(f.errors) + " errors, " + std::to_string(f.connections) + " connections";
 }
 
 Result<ConfigReport> CheckConfig(const ServiceOptions& options) {
@@ -172,7 +171,6 @@ Result<ConfigReport> CheckConfig(const ServiceOptions& options) {
   report.config = std::move(*config);
   return report;
 }
-
 
 Daemon::Daemon(const ServiceOptions& options, EventLoop loop)
     : options_(options), loop_(std::move(loop)) {}
@@ -410,9 +408,8 @@ void Daemon::Reload() {
   };
   auto next = LoadServiceConfig(options_);
   if (!next) return failed(next.error().message);
-  auto audit = CheckReload(*next, [](const Config& c) {
-    return AuditLog::Open(c.audit_log, c.audit_format);
-  });
+  auto audit = CheckReload(
+      *next, [](const Config& c) { return AuditLog::Open(c.audit_log, c.audit_format); });
   if (!audit) return failed(audit.error().message);
   Swap(std::move(*next), std::move(*audit));
 }

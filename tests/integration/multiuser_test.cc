@@ -132,7 +132,8 @@ std::size_t QuietFds(Broker& broker) {
   for (int i = 0; i < 10000; ++i) {
     auto reply = Call(*sock, StatusRequest());
     if (!reply) return 0;
-    if (reply->response.status().active_connections() == 1) return CountFdsOf(broker.ServingPid()) - 1;
+    if (reply->response.status().active_connections() == 1)
+      return CountFdsOf(broker.ServingPid()) - 1;
   }
   return 0;
 }

@@ -72,10 +72,11 @@ TEST(Privsep, TheServerRunsAsRunAsAndTheOpenerStaysRoot) {
   // The server holds the listener; the opener closed its copy after the fork.
   ino_t net = NsInode(target->NsPath("net"));
   std::string socket = broker->socket();
-  EXPECT_EQ(AsUser(65534, 65534, [&] {
-              auto r = CallOnce(socket, JoinRequest("web1", {v1::NET}));
-              return Summary(r) + (r && FdInode(r->fds[0]) == net ? " same" : " other");
-            }),
+  EXPECT_EQ(AsUser(65534, 65534,
+                   [&] {
+                     auto r = CallOnce(socket, JoinRequest("web1", {v1::NET}));
+                     return Summary(r) + (r && FdInode(r->fds[0]) == net ? " same" : " other");
+                   }),
             "GRANT net same");
 }
 
@@ -156,8 +157,8 @@ TEST(Privsep, ARestartedPidFileTargetIsReresolved) {
   EXPECT_EQ(Summary(CallOnce(broker->socket(), JoinRequest("web1", {v1::UTS}))), "GRANT uts");
   pid_t dead = first->pid();
   first->Kill();
-  ASSERT_TRUE(broker->WaitForLog("target 'web1' is unavailable: process " +
-                                 std::to_string(dead) + " exited"))
+  ASSERT_TRUE(broker->WaitForLog("target 'web1' is unavailable: process " + std::to_string(dead) +
+                                 " exited"))
       << broker->log();
   auto second = Target::Start({.hostname = "second"});
   ASSERT_OK(second);
@@ -182,8 +183,8 @@ class CompromisedServer {
     if (!c.server_.valid()) return SysError(ErrorCode::kInternal, "pidfd_open server");
     kill(*server, SIGSTOP);
     // Its channel: the one connected SOCK_SEQPACKET socket whose peer is the opener.
-    for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(*server) +
-                                                             "/fd")) {
+    for (const auto& e :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(*server) + "/fd")) {
       int number = std::stoi(e.path().filename().string());
       UniqueFd fd(static_cast<int>(syscall(SYS_pidfd_getfd, c.server_.get(), number, 0)));
       int type = 0, listening = 0;
@@ -196,8 +197,7 @@ class CompromisedServer {
       ucred peer{};
       socklen_t peer_len = sizeof peer;
       if (getsockopt(fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
-          listening == 0 &&
-          getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) == 0 &&
+          listening == 0 && getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) == 0 &&
           peer.pid == c.opener_) {
         c.channel_ = std::move(fd);
         return c;
@@ -281,8 +281,8 @@ TEST(Privsep, GarbageAndOutOfRangeRequestsEndTheOpenerWithNothingSent) {
   auto target = Target::Start();
   ASSERT_OK(target);
   UniqueFd devnull(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  privsep::Request fetch_all{.op = privsep::Op::kFetch, .index = 0, .seq = 1, .generation = 1,
-                             .kinds = 0xffffffff};
+  privsep::Request fetch_all{
+      .op = privsep::Op::kFetch, .index = 0, .seq = 1, .generation = 1, .kinds = 0xffffffff};
   privsep::Request unknown = Open(0);
   unknown.op = static_cast<privsep::Op>(99);
   privsep::Request short_request = Open(0);
