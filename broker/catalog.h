@@ -70,13 +70,16 @@ class Catalog {
   // and Resolve leave `resolving`), with the same backoff; true when the handle changed.
   bool Settle(std::size_t index, Result<TargetHandlePtr> handle,
               std::chrono::steady_clock::time_point now);
-  // Resolves every `resolving` entry now, blocking (--check-config, start-up in run_as mode).
+  // Resolves every `resolving` entry now, blocking (--check-config, and the privilege-separated
+  // server's start-up, through its opener).
   void ResolveAllNow();
 
   const Config& config() const { return config_; }
   // How this catalog opens targets; a reload's catalog opens them the same way.
   const TargetOpener& opener() const { return opener_; }
-  // Hold mode (run_as): every exposed descriptor is opened with its target and kept.
+  // Hold mode: every exposed descriptor is opened with its target and kept. Only
+  // --check-config's catalog of a run_as config holds now; the daemon clears run_as from its
+  // catalogs' config, since its privilege-separated server fetches through the opener.
   bool hold() const { return config_.run_as.has_value(); }
   std::vector<CatalogEntry>& entries() { return entries_; }
   const std::vector<CatalogEntry>& entries() const { return entries_; }

@@ -25,6 +25,28 @@ Result<std::vector<EntryFd>> DupEntries(const std::vector<EntryFd>& held, KindSe
   return out;
 }
 
+namespace {
+
+class HeldTarget : public TargetHandle {
+ public:
+  explicit HeldTarget(std::vector<EntryFd> held) : held_(MakeGrantSet(std::move(held))) {}
+  Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
+    return DupEntries(held_->entries, kinds);
+  }
+  GrantSetPtr held() const override { return held_; }
+  int watch_fd() const override { return -1; }
+  std::string GoneReason() const override { return {}; }
+
+ private:
+  GrantSetPtr held_;
+};
+
+}  // namespace
+
+TargetHandlePtr HoldEntries(std::vector<EntryFd> entries) {
+  return std::make_unique<HeldTarget>(std::move(entries));
+}
+
 Result<GrantSetPtr> GrantCache::Get(const TargetHandle& handle, const TargetSpec& spec,
                                     KindSet kinds, std::chrono::milliseconds refresh,
                                     std::chrono::steady_clock::time_point now) {

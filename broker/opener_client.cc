@@ -13,21 +13,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// self, netns and path targets: the set the opener opened, held for the target's life.
-class RemoteHeld : public TargetHandle {
- public:
-  explicit RemoteHeld(GrantSetPtr held) : held_(std::move(held)) {}
-  Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
-    return DupEntries(held_->entries, kinds);
-  }
-  GrantSetPtr held() const override { return held_; }
-  int watch_fd() const override { return -1; }
-  std::string GoneReason() const override { return {}; }
-
- private:
-  GrantSetPtr held_;
-};
-
 // Process targets: the opener's pidfd tells this server when the process exits; descriptors
 // are fetched from the opener (kFetch), through the grant cache, at most every refresh_ms.
 class RemoteProcess : public TargetHandle {
@@ -299,8 +284,8 @@ Result<TargetHandlePtr> OpenerClient::Adopt(const TargetSpec& spec, Answer answe
   if (reply.flags == privsep::kHeld) {
     auto entries = CheckEntries(reply, std::move(answer.fds), spec.expose, what);
     if (!entries) return std::unexpected(std::move(entries.error()));
-    TargetHandlePtr handle = std::make_unique<RemoteHeld>(MakeGrantSet(std::move(*entries)));
-    return handle;
+    // self, netns and path targets: the set the opener opened, held for the target's life.
+    return HoldEntries(std::move(*entries));
   }
   return bad("a reply of the wrong shape");
 }

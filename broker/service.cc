@@ -323,6 +323,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
       if (auto offer = raw->client_->TakeStashed()) raw->OnOffer(std::move(*offer));
     });
     d->client_ = std::move(client);
+    // A SIGHUP may have reached the opener while the targets were opening: its offer waits.
+    d->stashed_->Activate();
   }
   d->server_->AddListener(std::move(listen_fd));
   if (uwsgi_fd.valid()) {

@@ -57,6 +57,10 @@ GrantSetPtr MakeGrantSet(std::vector<EntryFd> entries);
 [[nodiscard]] Result<std::vector<EntryFd>> DupEntries(const std::vector<EntryFd>& held,
                                                       KindSet kinds);
 
+class TargetHandle;
+// A target whose descriptors are all opened once and held (self, netns and path targets).
+std::unique_ptr<TargetHandle> HoldEntries(std::vector<EntryFd> entries);
+
 // An opened target. Implementations are platform code; everything else sees only this.
 class TargetHandle {
  public:

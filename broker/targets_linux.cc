@@ -133,21 +133,6 @@ bool ProcessExited(int pidfd) {
   return n != 0;
 }
 
-// self, netns and path targets: every descriptor is opened once and held.
-class HeldTarget : public TargetHandle {
- public:
-  explicit HeldTarget(std::vector<EntryFd> held) : held_(MakeGrantSet(std::move(held))) {}
-  Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
-    return DupEntries(held_->entries, kinds);
-  }
-  GrantSetPtr held() const override { return held_; }
-  int watch_fd() const override { return -1; }
-  std::string GoneReason() const override { return {}; }
-
- private:
-  GrantSetPtr held_;
-};
-
 // pid and pid_file targets: pinned by a pidfd, so a recycled pid is never served.
 class ProcessTarget : public TargetHandle {
  public:
@@ -559,7 +544,7 @@ Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool hold) {
         if (!entry) return std::unexpected(std::move(entry.error()));
         held.push_back(std::move(*entry));
       }
-      return std::make_unique<HeldTarget>(std::move(held));
+      return HoldEntries(std::move(held));
     }
     case SourceType::kJail:
       break;

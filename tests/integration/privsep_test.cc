@@ -58,6 +58,21 @@ bool ExitsWithin(pid_t pid, std::chrono::milliseconds timeout) {
 
 Result<Broker> StartSplit(const std::string& targets) { return Broker::Start(kRunAs + targets); }
 
+// A broker serving only itself, its server's pid, and its socket path.
+struct Pair {
+  Broker broker;
+  pid_t server;
+  std::string socket;
+};
+Result<Pair> StartSelfPair() {
+  auto broker = StartSplit("target { name: \"self\" self: true allow { uid: 0 } }\n");
+  if (!broker) return std::unexpected(std::move(broker.error()));
+  auto server = broker->ServerPid();
+  if (!server) return std::unexpected(std::move(server.error()));
+  std::string socket = broker->socket();
+  return Pair{std::move(*broker), *server, std::move(socket)};
+}
+
 TEST(Privsep, TheServerRunsAsRunAsAndTheOpenerStaysRoot) {
   ASSERT_TRUE(RequireRoot());
   auto target = Target::Start({.hostname = "split"});
@@ -82,43 +97,35 @@ TEST(Privsep, TheServerRunsAsRunAsAndTheOpenerStaysRoot) {
 
 TEST(Privsep, KillingTheOpenerStopsTheServer) {
   ASSERT_TRUE(RequireRoot());
-  auto broker = StartSplit("target { name: \"self\" self: true allow { uid: 0 } }\n");
-  ASSERT_OK(broker);
-  auto server = broker->ServerPid();
-  ASSERT_OK(server);
-  UniqueFd server_fd(static_cast<int>(syscall(SYS_pidfd_open, *server, 0)));
+  auto pair = StartSelfPair();
+  ASSERT_OK(pair);
+  UniqueFd server_fd(static_cast<int>(syscall(SYS_pidfd_open, pair->server, 0)));
   ASSERT_TRUE(server_fd.valid());
-  ASSERT_EQ(kill(broker->pid(), SIGKILL), 0);
-  EXPECT_EQ(broker->process().Wait(), 128 + SIGKILL);
+  ASSERT_EQ(kill(pair->broker.pid(), SIGKILL), 0);
+  EXPECT_EQ(pair->broker.process().Wait(), 128 + SIGKILL);
   pollfd p{server_fd.get(), POLLIN, 0};
-  EXPECT_EQ(poll(&p, 1, 10000), 1) << "the server outlived its opener: " << broker->log();
+  EXPECT_EQ(poll(&p, 1, 10000), 1) << "the server outlived its opener: " << pair->broker.log();
 }
 
 TEST(Privsep, KillingTheServerStopsTheOpenerWithAFailure) {
   ASSERT_TRUE(RequireRoot());
-  auto broker = StartSplit("target { name: \"self\" self: true allow { uid: 0 } }\n");
-  ASSERT_OK(broker);
-  auto server = broker->ServerPid();
-  ASSERT_OK(server);
-  std::string socket = broker->socket();
-  ASSERT_EQ(kill(*server, SIGKILL), 0);
+  auto pair = StartSelfPair();
+  ASSERT_OK(pair);
+  ASSERT_EQ(kill(pair->server, SIGKILL), 0);
   // Non-zero, so that systemd (Restart=on-failure) restarts the pair.
-  EXPECT_EQ(broker->process().Wait(), 1) << broker->log();
-  EXPECT_TRUE(broker->log().contains("was killed by signal 9")) << broker->log();
+  EXPECT_EQ(pair->broker.process().Wait(), 1) << pair->broker.log();
+  EXPECT_TRUE(pair->broker.log().contains("was killed by signal 9")) << pair->broker.log();
   // The opener removed the socket file it bound.
-  EXPECT_FALSE(std::filesystem::exists(socket));
+  EXPECT_FALSE(std::filesystem::exists(pair->socket));
 }
 
 TEST(Privsep, SigtermStopsBothCleanly) {
   ASSERT_TRUE(RequireRoot());
-  auto broker = StartSplit("target { name: \"self\" self: true allow { uid: 0 } }\n");
-  ASSERT_OK(broker);
-  auto server = broker->ServerPid();
-  ASSERT_OK(server);
-  std::string socket = broker->socket();
-  EXPECT_EQ(broker->process().Stop(SIGTERM), 0) << broker->log();
-  EXPECT_TRUE(ExitsWithin(*server, std::chrono::seconds(1)));
-  EXPECT_FALSE(std::filesystem::exists(socket));
+  auto pair = StartSelfPair();
+  ASSERT_OK(pair);
+  EXPECT_EQ(pair->broker.process().Stop(SIGTERM), 0) << pair->broker.log();
+  EXPECT_TRUE(ExitsWithin(pair->server, std::chrono::seconds(1)));
+  EXPECT_FALSE(std::filesystem::exists(pair->socket));
 }
 
 TEST(Privsep, AReloadAfterTheDropOpensNewPidTargets) {
