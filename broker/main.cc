@@ -4,6 +4,7 @@
 #include <string>
 
 #include "audit.h"
+#include "google/protobuf/stubs/logging.h"
 #include "service.h"
 
 namespace {
@@ -26,6 +27,10 @@ int Usage(const char* problem) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // protobuf logs every string field with invalid UTF-8 it parses, so any local peer could
+  // make the broker write a stderr line per request. The decode error the peer gets and the
+  // audit line say what happened; config errors come through config.cc's own collector.
+  google::protobuf::SetLogHandler(nullptr);
   nsbroker::ServiceOptions options;
   bool check = false;
   for (int i = 1; i < argc; ++i) {

@@ -145,6 +145,22 @@ TEST_F(Hostile, GarbageAndZeroLengthDatagrams) {
   ExpectServedAndClean();
 }
 
+// protobuf logs a string field with invalid UTF-8; a peer must not be able to make the broker
+// write a line per request that way.
+TEST_F(Hostile, InvalidUtf8WritesNoLibraryLogLine) {
+  StartBroker();
+  {
+    auto sock = Connect(socket());
+    ASSERT_OK(sock);
+    for (int i = 0; i < 20; ++i) {
+      auto reply = Call(*sock, JoinRequest("web\xff\xfe"));
+      EXPECT_EQ(Code(reply), "INVALID_REQUEST") << Summary(reply);
+    }
+  }
+  EXPECT_EQ(broker_->log().find("libprotobuf"), std::string::npos) << broker_->log();
+  ExpectServedAndClean();
+}
+
 TEST_F(Hostile, OversizedMessages) {
   StartBroker();
   for (std::size_t size : {kMaxMessageSize + 1, std::size_t{200 * 1024}}) {
