@@ -77,9 +77,9 @@ class Catalog {
   const Config& config() const { return config_; }
   // How this catalog opens targets; a reload's catalog opens them the same way.
   const TargetOpener& opener() const { return opener_; }
-  // Hold mode: every exposed descriptor is opened with its target and kept. Only
-  // --check-config's catalog of a run_as config holds now; the daemon clears run_as from its
-  // catalogs' config, since its privilege-separated server fetches through the opener.
+  // Hold mode: every exposed descriptor is opened with its target and kept. The daemon and
+  // --check-config clear run_as from their catalogs' config (the privilege-separated server
+  // fetches through its opener), so no catalog of theirs holds.
   bool hold() const { return config_.run_as.has_value(); }
   std::vector<CatalogEntry>& entries() { return entries_; }
   const std::vector<CatalogEntry>& entries() const { return entries_; }

@@ -162,9 +162,13 @@ std::string StatusText(const ServingFigures& f) {
 Result<ConfigReport> CheckConfig(const ServiceOptions& options) {
   auto config = LoadServiceConfig(options);
   if (!config) return std::unexpected(std::move(config.error()));
-  if (auto fits = FitsBudget(*config); !fits) return std::unexpected(std::move(fits.error()));
+  // Targets are opened as start-up opens them: with run_as, the root opener opens them the
+  // same way as without it (nothing is held before a drop).
+  Config checked = *config;
+  checked.run_as.reset();
+  if (auto fits = FitsBudget(checked); !fits) return std::unexpected(std::move(fits.error()));
   ConfigReport report;
-  auto catalog = Catalog::Open(*config);
+  auto catalog = Catalog::Open(std::move(checked));
   if (!catalog) return std::unexpected(std::move(catalog.error()));
   (*catalog)->ResolveAllNow();  // the containers' state now, a runtime run each
   report.warnings = Warnings(**catalog);
