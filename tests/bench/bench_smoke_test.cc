@@ -15,6 +15,7 @@ namespace {
 
 std::string BenchBinary() { return NSB_BINARY_DIR "/tests/bench/nsbroker-bench"; }
 std::string CeilingBinary() { return NSB_BINARY_DIR "/tests/bench/nsbroker-ceiling"; }
+std::string E2eBinary() { return NSB_BINARY_DIR "/tests/bench/nsbroker-e2e"; }
 
 // "k=v k=v" -> map (the --kv line).
 std::map<std::string, std::string> ParseKv(const std::string& line) {
@@ -91,6 +92,29 @@ TEST_F(BenchSmoke, NoServerIsAnErrorNotAHang) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("connect " + socket_), std::string::npos) << r.err;
   EXPECT_EQ(ParseKv(r.out)["errors"], "3");
+}
+
+// nsbroker-e2e runs every command once per round and reports each; a failing command stops it.
+TEST(E2eSmoke, RunsEachCommandAndReportsWallAndCpuTime) {
+  auto r = RunCommand({E2eBinary(), "--runs", "3", "--command", "true=/bin/true", "--command",
+                       "echo=/bin/echo to /dev/null"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string first, second;
+  ASSERT_TRUE(std::getline(lines, first) && std::getline(lines, second)) << r.out;
+  auto kv = ParseKv(first);
+  EXPECT_EQ(kv["label"], "true");
+  EXPECT_EQ(kv["runs"], "3");
+  EXPECT_FALSE(kv["wall_median_us"].empty());
+  EXPECT_FALSE(kv["cpu_median_us"].empty());
+  EXPECT_EQ(ParseKv(second)["label"], "echo");
+  EXPECT_EQ(r.out.find("to /dev/null"), std::string::npos) << "the commands' stdout leaked";
+}
+
+TEST(E2eSmoke, AFailingCommandStopsTheRun) {
+  auto r = RunCommand({E2eBinary(), "--runs", "3", "--command", "false=/bin/false"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("false: /bin/false failed"), std::string::npos) << r.err;
 }
 
 }  // namespace
