@@ -54,12 +54,15 @@ struct Syscall {
 #define NSB_SYSCALL(name) \
   Syscall { SYS_##name, #name }
 
-// What the server calls after the drop, found by tracing the real broker through the
-// integration tests (scripts/trace-syscalls, docs/SANDBOX.md), grouped by who needs it.
+// What the privsep server calls once the filter is on, found by tracing the real broker
+// through the integration suites run with run_as (the RunAs.* entries; scripts/trace-syscalls,
+// docs/SANDBOX.md), grouped by who needs it.
 constexpr Syscall kAllowed[] = {
     // The libevent loop and the connections: epoll, accept4, SCM_RIGHTS in and out, peer
     // credentials, send buffers, queued bytes (TIOCOUTQ), NS_GET_NSTYPE and the pidfd
     // namespace ioctls, the uWSGI listener's reads, sd_notify (which asks for our ids).
+    // The server's own loop is made after the drop, since privsep forks it first (service.cc).
+    NSB_SYSCALL(epoll_create1),
     NSB_SYSCALL(epoll_wait),
     NSB_SYSCALL(epoll_ctl),
     NSB_SYSCALL(poll),
@@ -89,6 +92,12 @@ constexpr Syscall kAllowed[] = {
     NSB_SYSCALL(openat),
     NSB_SYSCALL(openat2),
     NSB_SYSCALL(read),
+    // A reload's config arrives from the opener as a sealed memfd, read by offset
+    // (opener_client.cc ReadSealed).
+    NSB_SYSCALL(pread64),
+    // Users and groups named in a reloaded config: getpwnam's nss-systemd walks the userdb
+    // directories through symlinks (/lib -> usr/lib).
+    NSB_SYSCALL(readlinkat),
     NSB_SYSCALL(lseek),
     NSB_SYSCALL(newfstatat),
     NSB_SYSCALL(fstatfs),

@@ -1,5 +1,6 @@
-// The real nsbrokerd with run_as, inside its sandbox (broker/sandbox.h): what the kernel says
-// about the process, and that it still serves, reloads and stops cleanly in there.
+// The real nsbrokerd with run_as, its server inside the sandbox (broker/sandbox.h): what the
+// kernel says about the server and about the root opener (which is not sandboxed), and that
+// the pair still serves, reloads and stops cleanly.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -34,17 +35,23 @@ TEST(BrokerSandbox, RunAsServesReloadsAndStopsInsideTheSandbox) {
   ASSERT_OK(target);
   auto broker = Broker::Start(Config(target->pid(), false));
   ASSERT_OK(broker);
-  pid_t pid = broker->pid();
+  auto server = broker->ServerPid();
+  ASSERT_OK(server);
+  pid_t pid = *server;
   EXPECT_NE(broker->log().find("sandbox: entered: "), std::string::npos) << broker->log();
   EXPECT_EQ(StatusField(pid, "NoNewPrivs"), "1");
   EXPECT_EQ(StatusField(pid, "Seccomp"), "2");
   EXPECT_EQ(StatusField(pid, "CapEff"), "0000000000000000");
   EXPECT_EQ(StatusField(pid, "CapBnd"), "0000000000000000");
   EXPECT_NE(NsInode("/proc/" + std::to_string(pid) + "/ns/mnt"), NsInode("/proc/self/ns/mnt"));
+  // The opener opens targets for it: root, in our mount namespace, no filter.
+  EXPECT_EQ(StatusField(broker->pid(), "Seccomp"), "0");
+  EXPECT_EQ(NsInode("/proc/" + std::to_string(broker->pid()) + "/ns/mnt"),
+            NsInode("/proc/self/ns/mnt"));
   std::string socket = broker->socket();
   auto join = [&] { return Summary(CallOnce(socket, JoinRequest("web1", {v1::NET}))); };
   EXPECT_EQ(AsUser(65534, 65534, join), "NOT_FOUND: unknown target 'web1'");
-  // A reload reads the config file by path, on the read-only tree.
+  // A reload: the opener reads the file, the server parses the bytes it is sent.
   std::ofstream(broker->config_path())
       << "socket: \"" + socket + "\"\n" + Config(target->pid(), true);
   auto reloaded = broker->Reload();
