@@ -60,7 +60,7 @@ struct Syscall {
 constexpr Syscall kAllowed[] = {
     // The libevent loop and the connections: epoll, accept4, SCM_RIGHTS in and out, peer
     // credentials, send buffers, queued bytes (TIOCOUTQ), NS_GET_NSTYPE and the pidfd
-    // namespace ioctls, the uWSGI listener's reads, sd_notify (which asks for our ids).
+    // namespace ioctls, the uWSGI listener's reads, our ids (read back by the drop's checks).
     // The server's own loop is made after the drop, since privsep forks it first (service.cc).
     NSB_SYSCALL(epoll_create1),
     NSB_SYSCALL(epoll_wait),
@@ -84,7 +84,7 @@ constexpr Syscall kAllowed[] = {
     NSB_SYSCALL(getegid),
     // Targets: pidfds and their exits, inotify on pid-file directories, reading pid files,
     // /proc and (on SIGHUP) the config file on the read-only tree, each checked by
-    // openat2/fstatfs (trusted_file.h); the pipes of an OCI query whose spawn then fails.
+    // openat2/fstatfs (trusted_file.h); libevent's signal pipe.
     NSB_SYSCALL(pidfd_open),
     NSB_SYSCALL(inotify_init1),
     NSB_SYSCALL(inotify_add_watch),
@@ -104,11 +104,10 @@ constexpr Syscall kAllowed[] = {
     NSB_SYSCALL(getdents64),
     NSB_SYSCALL(prlimit64),
     NSB_SYSCALL(pipe2),
-    // Logs and the audit log on descriptors opened before the drop; at stop, removing the
-    // socket file, which the read-only tree answers with EROFS.
+    // Logs and the audit log on descriptors opened before the drop. The socket files are the
+    // opener's to remove: no unlink.
     NSB_SYSCALL(write),
     NSB_SYSCALL(writev),
-    NSB_SYSCALL(unlink),
     // Time, the allocator, signals (libevent's signal pipe), abort() on a broken invariant.
     NSB_SYSCALL(clock_gettime),
     NSB_SYSCALL(gettimeofday),
@@ -131,19 +130,12 @@ constexpr Syscall kAllowed[] = {
     NSB_SYSCALL(exit_group),
 };
 
-// socket(2): AF_UNIX only (sd_notify's datagram socket, NSS's lookups on reload); an AF_INET
+// socket(2): AF_UNIX only (NSS's lookups on reload, with connect/sendto); an AF_INET
 // or AF_NETLINK socket is never ours.
 constexpr unsigned kSocketDomains[] = {AF_UNIX};
 // prctl(2): reading our own state back, never setting it (PR_SET_DUMPABLE 1 would undo us).
 constexpr unsigned kPrctlOptions[] = {PR_GET_SECCOMP, PR_GET_DUMPABLE, PR_GET_NO_NEW_PRIVS};
 
-// Making processes fails with EPERM rather than killing us: the one path that reaches it is
-// an OCI target's `RUNTIME state` (oci_state.h), which handles a failed posix_spawn as an
-// unavailable target, and which the root opener is to run instead. Still never allowed.
-constexpr Syscall kRefused[] = {
-    NSB_SYSCALL(clone), NSB_SYSCALL(clone3), NSB_SYSCALL(fork),
-    NSB_SYSCALL(vfork), NSB_SYSCALL(execve), NSB_SYSCALL(execveat),
-};
 
 // AddressSanitizer builds only (kSandboxSanitizerAllowance): at exit LeakSanitizer makes the
 // process dumpable for a moment (prctl), clones a task sharing our memory that ptrace-attaches
@@ -199,13 +191,10 @@ std::vector<sock_filter> BuildFilter() {
   for (const Syscall& s : kAllowed) ReturnIfNr(f, s.nr, SECCOMP_RET_ALLOW);
   AllowIfArg0(f, SYS_socket, kSocketDomains);
   if (kSandboxSanitizerAllowance) {
-    // Before kRefused: LeakSanitizer's clone must work.
     for (const Syscall& s : kSanitizerAllowed) ReturnIfNr(f, s.nr, SECCOMP_RET_ALLOW);
   } else {
     AllowIfArg0(f, SYS_prctl, kPrctlOptions);
   }
-  for (const Syscall& s : kRefused)
-    ReturnIfNr(f, s.nr, SECCOMP_RET_ERRNO | static_cast<std::uint32_t>(EPERM));
   f.push_back(Stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
   return f;
 }

@@ -48,11 +48,10 @@ class SandboxedChild {
       if (auto r = PrepareSandbox(); !r) fail(r.error().message);
       if (auto r = DropPrivileges(kNobody); !r) fail(r.error().message);
       if (auto r = EnterSandbox(); !r) fail(r.error().message);
-      // Still works inside: a unix socket (sd_notify's), and fork fails plainly.
+      // Still works inside: a unix socket (NSS's).
       int unix_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
       if (unix_sock < 0) fail("socket(AF_UNIX) failed");
       close(unix_sock);
-      if (fork() >= 0 || errno != EPERM) fail("fork did not fail with EPERM");
       (void)!write(ready_w.get(), "ok", 2);
       char byte;
       if (read(go_r.get(), &byte, 1) != 1) _exit(1);
@@ -154,6 +153,9 @@ TEST(Sandbox, AForbiddenSyscallKillsTheProcessWithSigsys) {
       {"setuid", [] { (void)!setuid(0); }, false},
       {"ptrace", [] { ptrace(PTRACE_TRACEME, 0, nullptr, nullptr); }, true},
       {"prctl(PR_SET_DUMPABLE)", [] { prctl(PR_SET_DUMPABLE, 1, 0, 0, 0); }, true},
+      // The opener runs the OCI runtime: the server never makes a process.
+      {"fork", [] { (void)!fork(); }, true},  // glibc's fork is clone, LeakSanitizer's too
+      {"execve", [] { execl("/bin/true", "true", nullptr); }, false},
   };
   for (const auto& [name, call, sanitizer_allows] : forbidden) {
     if (kSandboxSanitizerAllowance && sanitizer_allows) continue;
