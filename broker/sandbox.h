@@ -1,4 +1,5 @@
-// Owns confining the process that talks to users once it runs unprivileged: its own read-only
+// Owns confining the process that talks to users once it runs unprivileged (the privsep
+// server, docs/PRIVSEP.md; service.cc calls these in the forked child): its own read-only
 // mount tree, no capabilities, no_new_privs, non-dumpable, a seccomp allow-list. Never opens,
 // binds or changes a uid itself: it only takes away, and names what it could not take.
 //
@@ -19,8 +20,8 @@ extern const bool kSandboxSanitizerAllowance;
 // Linux: a mount namespace of our own in which every mount is read-only, nosuid, nodev and
 // private (mount_setattr(2) with AT_RECURSIVE), and an empty capability bounding set. Needs
 // CAP_SYS_ADMIN and CAP_SETPCAP, hence before the privilege drop. Descriptors opened before
-// (audit log, stderr, listening sockets) keep working: they hold the original mounts. Paths
-// stay readable, so $NOTIFY_SOCKET and a reload's config file are still reached.
+// (audit log, stderr, listening sockets, the opener's channel) keep working: they hold the
+// original mounts. Paths stay readable (/proc, pid-file directories, NSS's files).
 // FreeBSD: no mount namespaces; succeeds doing nothing (sandbox_freebsd.cc says why).
 [[nodiscard]] Result<void> PrepareSandbox();
 

@@ -136,7 +136,6 @@ constexpr unsigned kSocketDomains[] = {AF_UNIX};
 // prctl(2): reading our own state back, never setting it (PR_SET_DUMPABLE 1 would undo us).
 constexpr unsigned kPrctlOptions[] = {PR_GET_SECCOMP, PR_GET_DUMPABLE, PR_GET_NO_NEW_PRIVS};
 
-
 // AddressSanitizer builds only (kSandboxSanitizerAllowance): at exit LeakSanitizer makes the
 // process dumpable for a moment (prctl), clones a task sharing our memory that ptrace-attaches
 // to every thread, lists /proc/self/task with the legacy open/getdents, and reads
