@@ -5,7 +5,7 @@
 //
 //   if (auto r = nsbroker::PrepareSandbox(); !r) return r;    // as root, before the drop
 //   if (auto r = nsbroker::DropPrivileges(run_as); !r) return r;
-//   if (auto r = nsbroker::EnterSandbox(); !r) return r;      // last step before the loop
+//   if (auto r = nsbroker::EnterSandbox(); !r) return r;      // right after the drop
 #pragma once
 
 #include "nsbroker/error.h"
