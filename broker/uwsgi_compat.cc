@@ -112,11 +112,20 @@ void UwsgiListener::Greet(Connection& conn) {
       server_.Join(conn.peer, conn.fd,
                    {.target = server_.catalog().config().uwsgi_target, .usable = UwsgiKinds()});
   // Sent once the turn's audit lines are written; the decision keeps its descriptors open.
-  auto d = std::make_shared<Decision>(std::move(decision));  // copyable for std::function
-  server_.AfterCommit([this, id = conn.id, d] {
-    auto it = open_.find(id);
-    if (it != open_.end()) Send(*it->second, *d);
-  });
+  // One callback per batch, not a closure per connection: a Commit within Join
+  // (Server::FdBudget) sends the batch decided before it, and the next decision starts
+  // another.
+  if (decided_.empty()) server_.AfterCommit([this] { SendDecided(); });
+  decided_.push_back({conn.id, std::move(decision)});
+}
+
+void UwsgiListener::SendDecided() {
+  sending_.swap(decided_);
+  for (Decided& d : sending_) {
+    auto it = open_.find(d.id);
+    if (it != open_.end()) Send(*it->second, d.decision);
+  }
+  sending_.clear();
 }
 
 void UwsgiListener::Send(Connection& conn, const Decision& decision) {

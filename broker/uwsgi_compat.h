@@ -75,6 +75,7 @@ class UwsgiListener {
   void OnAccept(UniqueFd fd);
   void GreetAccepted();
   void Greet(Connection& conn);
+  void SendDecided();
   void Send(Connection& conn, const Decision& decision);
   void Close(Connection& conn);
 
@@ -88,6 +89,13 @@ class UwsgiListener {
   std::vector<std::uint64_t> accepted_;
   std::vector<std::uint64_t> greeting_;
   Event greet_;
+  // Decided, sent by SendDecided after the audit lines of their turn.
+  struct Decided {
+    std::uint64_t id = 0;
+    Decision decision;
+  };
+  std::vector<Decided> decided_;
+  std::vector<Decided> sending_;
   Listener listener_;  // last: destroyed first, so no accept can reach a half-destroyed this
 };
 
