@@ -109,7 +109,28 @@ std::string FormatAuditLine(const AuditRecord& r, std::chrono::system_clock::tim
   return line;
 }
 
+Result<UniqueFd> OpenAuditFile(const std::string& spec) {
+  if (spec == "syslog" || spec == "-") return UniqueFd();
+  UniqueFd file(open(spec.c_str(),
+                     O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK,
+                     0640));
+  if (!file.valid()) return SysError("audit_log " + spec);
+  struct stat st;
+  if (fstat(file.get(), &st) != 0) return SysError("audit_log " + spec);
+  if (!S_ISREG(st.st_mode)) {
+    return MakeError(ErrorCode::kPermissionDenied, "audit_log " + spec + " is not a regular file");
+  }
+  return file;
+}
+
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec, AuditFormat format) {
+  auto file = OpenAuditFile(spec);
+  if (!file) return std::unexpected(std::move(file.error()));
+  return Adopt(spec, format, std::move(*file));
+}
+
+Result<std::unique_ptr<AuditLog>> AuditLog::Adopt(const std::string& spec, AuditFormat format,
+                                                  UniqueFd file) {
   std::unique_ptr<AuditLog> log(new AuditLog());
   log->spec_ = spec;
   log->format_ = format;
@@ -117,16 +138,8 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec, AuditF
     openlog("nsbrokerd", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
     log->syslog_ = true;
   } else if (spec != "-") {
-    log->file_.reset(
-        open(spec.c_str(),
-             O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0640));
-    if (!log->file_.valid()) return SysError("audit_log " + spec);
-    struct stat st;
-    if (fstat(log->file_.get(), &st) != 0) return SysError("audit_log " + spec);
-    if (!S_ISREG(st.st_mode)) {
-      return MakeError(ErrorCode::kPermissionDenied,
-                       "audit_log " + spec + " is not a regular file");
-    }
+    if (!file.valid()) return MakeError(ErrorCode::kInternal, "audit_log " + spec + ": no file");
+    log->file_ = std::move(file);
   }
   return log;
 }

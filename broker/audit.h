@@ -52,6 +52,10 @@ class AuditLog {
   // record as a text line (FormatAuditLine) or a JSON object (FormatAuditJson).
   [[nodiscard]] static Result<std::unique_ptr<AuditLog>> Open(
       const std::string& spec, AuditFormat format = AuditFormat::kText);
+  // The same, over an audit file `file` already opened by OpenAuditFile (for a file `spec`;
+  // invalid for "-" and "syslog"): a privilege-separated server is handed it by its opener.
+  [[nodiscard]] static Result<std::unique_ptr<AuditLog>> Adopt(const std::string& spec,
+                                                               AuditFormat format, UniqueFd file);
   ~AuditLog();
   // Stage + Commit.
   void Write(const AuditRecord& record);
@@ -69,6 +73,10 @@ class AuditLog {
   bool syslog_ = false;
   std::string staged_;  // complete lines, newline-terminated
 };
+
+// The file an audit_log `spec` names, opened as AuditLog::Open does; an invalid descriptor for
+// "-" (stderr) and "syslog".
+[[nodiscard]] Result<UniqueFd> OpenAuditFile(const std::string& spec);
 
 // syslog(3) priorities, for the "<N>" prefix journald reads (sd-daemon(3)).
 enum class LogPriority { kError = 3, kWarning = 4, kNotice = 5, kInfo = 6 };

@@ -7,14 +7,12 @@ using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kFirstBackoff{100};
 constexpr std::chrono::milliseconds kMaxBackoff{10000};
 
-// Whether a handle opened for `a` serves `b` as well: the same source, the same kinds.
-// Allow rules may differ; they are policy, applied per request.
+}  // namespace
+
 bool SameSource(const TargetSpec& a, const TargetSpec& b) {
   return a.source == b.source && a.pid == b.pid && a.file == b.file && a.oci == b.oci &&
          a.paths == b.paths && a.expose == b.expose;
 }
-
-}  // namespace
 
 std::size_t Catalog::Cost(const TargetSpec& spec, bool hold) {
   auto kinds = static_cast<std::size_t>(KindSetSize(spec.expose));
@@ -145,7 +143,9 @@ bool Catalog::Settle(std::size_t index, Result<TargetHandlePtr> handle, Clock::t
 
 void Catalog::ResolveAllNow() {
   for (std::size_t i = 0; i < entries_.size(); ++i) {
-    if (entries_[i].resolving) Settle(i, ResolveNow(*entries_[i].spec, hold()), Clock::now());
+    // OpenTarget resolves a container now (ResolveNow); a privilege-separated server's
+    // opener asks the root opener.
+    if (entries_[i].resolving) Settle(i, opener_(*entries_[i].spec, hold()), Clock::now());
   }
 }
 

@@ -42,6 +42,11 @@ inline constexpr char kOpening[] = "opening (start-up or reload in progress)";
 // The reason given for an oci target while its runtime is asked for the first time.
 inline constexpr char kResolving[] = "resolving";
 
+// Whether a handle opened for `a` serves `b` as well: the same source, the same kinds.
+// Allow rules may differ; they are policy, applied per request. A reload keeps the handles of
+// such targets, in the server and in the privilege-separated opener alike.
+bool SameSource(const TargetSpec& a, const TargetSpec& b);
+
 class Catalog {
  public:
   // The catalog of `config`. Targets whose source did not change keep their handle, moved
@@ -65,11 +70,16 @@ class Catalog {
   // and Resolve leave `resolving`), with the same backoff; true when the handle changed.
   bool Settle(std::size_t index, Result<TargetHandlePtr> handle,
               std::chrono::steady_clock::time_point now);
-  // Resolves every `resolving` entry now, blocking (--check-config, start-up in run_as mode).
+  // Resolves every `resolving` entry now, blocking (--check-config, and the privilege-separated
+  // server's start-up, through its opener).
   void ResolveAllNow();
 
   const Config& config() const { return config_; }
-  // Hold mode (run_as): every exposed descriptor is opened with its target and kept.
+  // How this catalog opens targets; a reload's catalog opens them the same way.
+  const TargetOpener& opener() const { return opener_; }
+  // Hold mode: every exposed descriptor is opened with its target and kept. The daemon and
+  // --check-config clear run_as from their catalogs' config (the privilege-separated server
+  // fetches through its opener), so no catalog of theirs holds.
   bool hold() const { return config_.run_as.has_value(); }
   std::vector<CatalogEntry>& entries() { return entries_; }
   const std::vector<CatalogEntry>& entries() const { return entries_; }

@@ -494,6 +494,12 @@ Result<Config> ParseConfig(std::string_view text, const std::string& file) {
 }
 
 Result<Config> LoadConfig(const std::string& path) {
+  auto text = ReadConfigFile(path);
+  if (!text) return std::unexpected(std::move(text.error()));
+  return ParseConfig(*text, path);
+}
+
+Result<std::string> ReadConfigFile(const std::string& path) {
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return SysError(ErrorCode::kNotFound, path);
   std::string text;
@@ -505,7 +511,7 @@ Result<Config> LoadConfig(const std::string& path) {
     if (n == 0) break;
     text.append(buf, static_cast<std::size_t>(n));
   }
-  return ParseConfig(text, path);
+  return text;
 }
 
 Config SelfConfig(const std::string& socket) {

@@ -115,6 +115,9 @@ struct Config {
 
 // Reads `path` and parses it; an unreadable file is kNotFound "PATH: reason".
 [[nodiscard]] Result<Config> LoadConfig(const std::string& path);
+// The bytes LoadConfig parses (the privilege-separated opener hands the same bytes to its
+// server, so that both number the targets alike).
+[[nodiscard]] Result<std::string> ReadConfigFile(const std::string& path);
 
 // The embedded default (`nsbrokerd --self`): target "self" = this process's namespaces,
 // root only, at `socket`.

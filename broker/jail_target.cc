@@ -155,7 +155,7 @@ Result<TargetHandlePtr> OpenJailTarget(const TargetSpec& spec, JailSystemPtr sys
   // After a run_as drop a new descriptor would carry the unprivileged credential and every root
   // peer's jail_attach_jd would fail: hold none, and root attaches by jid (with the name
   // check) as on FreeBSD 14. Descriptors made while root stay with the handles that hold them;
-  // making them after the drop needs a root opener (privilege separation, issue 18).
+  // with privilege separation the root opener makes them (AdoptJailTarget).
   auto descriptor = system->RunsAsRoot() ? system->NewDescriptor(jid)
                                          : Result<std::optional<UniqueFd>>(std::nullopt);
   if (!descriptor) {
@@ -176,6 +176,28 @@ Result<TargetHandlePtr> OpenJailTarget(const TargetSpec& spec, JailSystemPtr sys
   }
   TargetHandlePtr target =
       std::make_unique<JailTarget>(std::move(system), jid, std::move(*name), std::move(held));
+  return target;
+}
+
+Result<TargetHandlePtr> AdoptJailTarget(JailSystemPtr system, std::int32_t jid, std::string name,
+                                        UniqueFd held) {
+  auto now = system->FindName(jid);
+  if (!now || *now != name) {
+    return MakeError(ErrorCode::kUnavailable,
+                     DescribeJail(jid, name) + " changed after the opener resolved it");
+  }
+  if (held.valid()) {
+    // A refusal (the descriptor's mode may deny jail_get to the unprivileged server) leaves
+    // the check by name, as JailTarget does at every grant.
+    auto held_jid = system->DescriptorJid(held);
+    if (held_jid && *held_jid != jid) {
+      return MakeError(ErrorCode::kInvalidRequest, "the opener's descriptor of " +
+                                                       DescribeJail(jid, name) + " reports jid " +
+                                                       std::to_string(*held_jid));
+    }
+  }
+  TargetHandlePtr target =
+      std::make_unique<JailTarget>(std::move(system), jid, std::move(name), std::move(held));
   return target;
 }
 

@@ -65,4 +65,11 @@ using JailSystemPtr = std::shared_ptr<const JailSystem>;
 // jail named 'www1'"), as a missing process is.
 [[nodiscard]] Result<TargetHandlePtr> OpenJailTarget(const TargetSpec& spec, JailSystemPtr system);
 
+// The jail target of a privilege-separated server: what its root opener resolved (OpenJailTarget
+// as root, so `held` carries root's credential and root peers can attach with it). Checked again
+// here as far as this process may: the jid still carries `name`, and `held`, where jail_get may
+// be asked about it, refers to that jid.
+[[nodiscard]] Result<TargetHandlePtr> AdoptJailTarget(JailSystemPtr system, std::int32_t jid,
+                                                      std::string name, UniqueFd held);
+
 }  // namespace nsbroker

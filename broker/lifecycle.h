@@ -24,6 +24,11 @@ namespace nsbroker {
 // grants for other targets keep flowing in between (each turn serves every ready client).
 inline constexpr std::size_t kOpenBatch = 64;
 
+// How targets that resolve in the background start resolving: StartResolve (targets.h), or a
+// privilege-separated server's opener (opener_client.h).
+using Resolver = std::function<Result<std::unique_ptr<Resolution>>(event_base*, const TargetSpec&,
+                                                                   bool hold, ResolveDone)>;
+
 class Lifecycle {
  public:
   explicit Lifecycle(event_base* base);
@@ -40,6 +45,7 @@ class Lifecycle {
   void set_release(std::function<void(std::uint64_t serial)> release) {
     release_ = std::move(release);
   }
+  void set_resolver(Resolver resolver) { resolver_ = std::move(resolver); }
 
  private:
   void WatchEntry(std::size_t index);
@@ -59,6 +65,7 @@ class Lifecycle {
   Catalog* catalog_ = nullptr;
   std::function<void()> opened_;
   std::function<void(std::uint64_t)> release_;
+  Resolver resolver_ = StartResolve;
   bool opening_ = false;
   std::unordered_map<std::size_t, std::unique_ptr<Event>> exits_;  // entry -> its pidfd
   UniqueFd inotify_;

@@ -77,8 +77,8 @@ class StateQuery {
   bool finished_ = false;
 };
 
-// Runs one query to its end on a private loop: for --check-config and start-up in run_as mode
-// (before privileges are dropped), where nothing else is served yet.
+// Runs one query to its end on a private loop: for --check-config, and for the root opener
+// of a privilege-separated broker (opener.h), which serves one request at a time.
 [[nodiscard]] Result<OciState> QueryStateNow(const OciSpec& oci);
 
 // Clock ticks since boot now, the unit of /proc/PID/stat's start time.

@@ -138,7 +138,8 @@ void Server::Swap(std::unique_ptr<Catalog> catalog, std::unique_ptr<AuditLog> au
 }
 
 void Server::Reload(Config config, std::unique_ptr<AuditLog> audit, std::function<void()> opened) {
-  Swap(Catalog::Build(std::move(config), catalog_.get()), std::move(audit), std::move(opened));
+  Swap(Catalog::Build(std::move(config), catalog_.get(), catalog_->opener()), std::move(audit),
+       std::move(opened));
 }
 
 Result<void> Server::Admit(const PeerIdentity& peer) {

@@ -51,6 +51,9 @@ class Server {
   // Charges a listener served elsewhere (the uWSGI one) to the ledger.
   void ChargeListener() { ledger_.Set(Account::kListeners, ledger_.held(Account::kListeners) + 1); }
 
+  // How targets that resolve in the background (oci) are resolved (lifecycle.h).
+  void set_resolver(Resolver resolver) { lifecycle_.set_resolver(std::move(resolver)); }
+
   // Whether `config` fits the descriptor budget beside what is held now (at load and reload).
   [[nodiscard]] Result<void> Fits(const Config& config) const;
 

@@ -13,6 +13,8 @@
 #include "catalog.h"
 #include "ledger.h"
 #include "loop.h"
+#include "opener.h"
+#include "opener_client.h"
 #include "privileges.h"
 #include "server.h"
 #include "systemd.h"
@@ -128,15 +130,16 @@ Result<void> FitsBudget(const Config& config) {
   return ledger.Fit(config, cost);
 }
 
-// STATUS= for the service manager: what is served, and the counters so far.
-std::string StatusText(const Server& server) {
+ServingFigures Figures(const Server& server) {
   const Stats& stats = server.stats();
   const Catalog& catalog = server.catalog();
   std::size_t targets = catalog.entries().size();
-  return std::to_string(targets) + " targets (" + std::to_string(targets - catalog.unavailable()) +
-         " available); " + std::to_string(stats.grants) + " grants, " +
-         std::to_string(stats.denials) + " denials, " + std::to_string(stats.errors) + " errors, " +
-         std::to_string(stats.active_connections) + " connections";
+  return {.targets = targets,
+          .available = targets - catalog.unavailable(),
+          .grants = stats.grants,
+          .denials = stats.denials,
+          .errors = stats.errors,
+          .connections = stats.active_connections};
 }
 
 std::vector<std::string> Warnings(const Catalog& catalog) {
@@ -150,12 +153,22 @@ std::vector<std::string> Warnings(const Catalog& catalog) {
 
 }  // namespace
 
+std::string StatusText(const ServingFigures& f) {
+  return std::to_string(f.targets) + " targets (" + std::to_string(f.available) + " available); " +
+         std::to_string(f.grants) + " grants, " + std::to_string(f.denials) + " denials, " +
+         std::to_string(f.errors) + " errors, " + std::to_string(f.connections) + " connections";
+}
+
 Result<ConfigReport> CheckConfig(const ServiceOptions& options) {
   auto config = LoadServiceConfig(options);
   if (!config) return std::unexpected(std::move(config.error()));
-  if (auto fits = FitsBudget(*config); !fits) return std::unexpected(std::move(fits.error()));
+  // Targets are opened as start-up opens them: with run_as, the root opener opens them the
+  // same way as without it (nothing is held before a drop).
+  Config checked = *config;
+  checked.run_as.reset();
+  if (auto fits = FitsBudget(checked); !fits) return std::unexpected(std::move(fits.error()));
   ConfigReport report;
-  auto catalog = Catalog::Open(*config);
+  auto catalog = Catalog::Open(std::move(checked));
   if (!catalog) return std::unexpected(std::move(catalog.error()));
   (*catalog)->ResolveAllNow();  // the containers' state now, a runtime run each
   report.warnings = Warnings(**catalog);
@@ -166,15 +179,15 @@ Result<ConfigReport> CheckConfig(const ServiceOptions& options) {
 Daemon::Daemon(const ServiceOptions& options, EventLoop loop)
     : options_(options), loop_(std::move(loop)) {}
 
+Daemon::Daemon(const ServiceOptions& options, std::unique_ptr<Opener> opener)
+    : options_(options), opener_(std::move(opener)) {}
+
 Daemon::~Daemon() {
   uwsgi_.reset();
   server_.reset();
 }
 
-Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
-  // Peers that hang up must cost us an EPIPE, never the process; sends use MSG_NOSIGNAL too.
-  signal(SIGPIPE, SIG_IGN);
-  if (auto raised = RaiseFdLimit(); !raised) LogLine(raised.error().message);
+Result<std::unique_ptr<Daemon>> Daemon::Serving(const ServiceOptions& options, bool split) {
   auto loop = EventLoop::Create();
   if (!loop) return std::unexpected(std::move(loop.error()));
   std::unique_ptr<Daemon> d(new Daemon(options, std::move(*loop)));
@@ -184,40 +197,64 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
   event_base* base = d->loop_.base();
   d->sigterm_ = std::make_unique<Event>(base, SIGTERM, EV_SIGNAL | EV_PERSIST, stop);
   d->sigint_ = std::make_unique<Event>(base, SIGINT, EV_SIGNAL | EV_PERSIST, stop);
-  d->sighup_ = std::make_unique<Event>(base, SIGHUP, EV_SIGNAL | EV_PERSIST,
-                                       [raw = d.get()](short) { raw->Reload(); });
   d->sigterm_->Add();
   d->sigint_->Add();
-  d->sighup_->Add();
+  if (split) {
+    // Reloads are the opener's (systemd signals its MainPID); one sent here changes nothing.
+    signal(SIGHUP, SIG_IGN);
+  } else {
+    d->sighup_ = std::make_unique<Event>(base, SIGHUP, EV_SIGNAL | EV_PERSIST,
+                                         [raw = d.get()](short) { raw->Reload(); });
+    d->sighup_->Add();
+  }
+  return d;
+}
 
+Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
+  // Peers that hang up must cost us an EPIPE, never the process; sends use MSG_NOSIGNAL too.
+  signal(SIGPIPE, SIG_IGN);
+  if (auto raised = RaiseFdLimit(); !raised) LogLine(raised.error().message);
   auto config = LoadServiceConfig(options);
   if (!config) return std::unexpected(std::move(config.error()));
+  // With run_as the process splits after binding: until each half takes the signals its own
+  // way, they wait blocked. The server's targets come from the opener and are not held.
+  std::optional<RunAs> run_as = std::exchange(config->run_as, std::nullopt);
+  std::unique_ptr<Daemon> d;
+  if (run_as) {
+    BlockDaemonSignals();
+  } else {
+    auto serving = Serving(options, false);
+    if (!serving) return std::unexpected(std::move(serving.error()));
+    d = std::move(*serving);
+  }
   if (auto fits = FitsBudget(*config); !fits) return std::unexpected(std::move(fits.error()));
   auto audit = AuditLog::Open(config->audit_log, config->audit_format);
   if (!audit) return MakeError(audit.error().code, config->file + ": " + audit.error().message);
-  std::optional<RunAs> run_as = config->run_as;
-  // Targets are opened while we still have the privileges to reach them; one that cannot be
-  // opened is unavailable with its reason, and the others are served.
-  auto catalog = Catalog::Open(std::move(*config));
-  if (!catalog) return std::unexpected(std::move(catalog.error()));
-  // Without root later, containers must be found now; as root the loop finds them, so that
-  // a slow runtime delays no one.
-  if (run_as) (*catalog)->ResolveAllNow();
-  for (const std::string& warning : Warnings(**catalog)) LogLine(warning);
-  const Config& c = (*catalog)->config();
+  // Without run_as, targets are opened now, as root; one that cannot be opened is
+  // unavailable with its reason, and the others are served.
+  std::unique_ptr<Catalog> catalog;
+  if (!run_as) {
+    auto opened = Catalog::Open(std::move(*config));
+    if (!opened) return std::unexpected(std::move(opened.error()));
+    catalog = std::move(*opened);
+    for (const std::string& warning : Warnings(*catalog)) LogLine(warning);
+  }
+  const Config& c = catalog ? catalog->config() : *config;
   // Socket activation (systemd.h): the sockets systemd passed, told apart by name.
   auto passed = TakePassedSockets();
   if (!passed) return std::unexpected(std::move(passed.error()));
   UniqueFd listen_fd;
+  ScopedSocketFile socket_file, uwsgi_file;
+  std::string serving_on;
   if (passed->native.valid()) {
     listen_fd = std::move(passed->native);
-    d->serving_on_ = "the socket systemd passed";
+    serving_on = "the socket systemd passed";
   } else {
     auto fd = BindSocket(c);
     if (!fd) return std::unexpected(std::move(fd.error()));
     listen_fd = std::move(*fd);
-    d->socket_file_ = ScopedSocketFile(c.socket);
-    d->serving_on_ = c.socket;
+    socket_file = ScopedSocketFile(c.socket);
+    serving_on = c.socket;
   }
   // uWSGI setns-socket compatibility (uwsgi_compat.h), bound while we still may.
   UniqueFd uwsgi_fd;
@@ -231,15 +268,68 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
     auto fd = BindUwsgiSocket(c);
     if (!fd) return std::unexpected(std::move(fd.error()));
     uwsgi_fd = std::move(*fd);
-    d->uwsgi_file_ = ScopedSocketFile(c.uwsgi_socket);
+    uwsgi_file = ScopedSocketFile(c.uwsgi_socket);
   }
+  std::unique_ptr<OpenerClient> client;
   if (run_as) {
+    auto forked = ForkServer(SIGTERM);
+    if (!forked) return std::unexpected(std::move(forked.error()));
+    if (forked->pid > 0) {
+      // The opener: it keeps the socket files to remove them at the end, and serves nothing.
+      LogLine("opener: server pid " + std::to_string(forked->pid) + " runs as " + run_as->name);
+      OpenerSetup setup{.options = options,
+                        .config = std::move(*config),
+                        .run_as = std::move(*run_as),
+                        .channel = std::move(forked->channel),
+                        .server = forked->pid,
+                        .socket_file = std::move(socket_file),
+                        .uwsgi_file = std::move(uwsgi_file)};
+      return std::unique_ptr<Daemon>(
+          new Daemon(options, std::make_unique<Opener>(std::move(setup))));
+    }
+    // The server. The socket files are the opener's; readiness goes through it.
+    socket_file.Forget();
+    uwsgi_file.Forget();
+    unsetenv("NOTIFY_SOCKET");
     if (auto dropped = DropPrivileges(*run_as); !dropped) {
       return std::unexpected(std::move(dropped.error()));
     }
+    // sandbox: EnterSandbox() (broker/sandbox.h) goes here, once it is on main.
+    client = std::make_unique<OpenerClient>(std::move(forked->channel), *config);
+    auto opened = Catalog::Open(std::move(*config), client->Opener());
+    if (!opened) return std::unexpected(std::move(opened.error()));
+    catalog = std::move(*opened);
+    catalog->ResolveAllNow();  // the containers' state, asked of the opener before serving
+    for (const std::string& warning : Warnings(*catalog)) LogLine(warning);
+    auto serving = Serving(options, true);
+    if (!serving) return std::unexpected(std::move(serving.error()));
+    d = std::move(*serving);
+    UnblockDaemonSignals();
   }
+  d->socket_file_ = std::move(socket_file);
+  d->uwsgi_file_ = std::move(uwsgi_file);
+  d->serving_on_ = std::move(serving_on);
+  event_base* base = d->loop_.base();
   d->server_ =
-      std::make_unique<Server>(base, std::move(*catalog), std::move(*audit), options.verbose);
+      std::make_unique<Server>(base, std::move(catalog), std::move(*audit), options.verbose);
+  if (client) {
+    Daemon* raw = d.get();
+    client->set_lost([raw](const std::string& why) {
+      raw->failure_ = "the opener is gone (" + why + ")";
+      raw->loop_.Exit();
+    });
+    client->set_on_stashed([raw] { raw->stashed_->Activate(); });
+    d->server_->set_resolver(client->BackgroundResolver());
+    d->channel_ = std::make_unique<Event>(base, client->fd(), EV_READ | EV_PERSIST,
+                                          [raw](short) { raw->OnChannel(); });
+    d->channel_->Add();
+    d->stashed_ = std::make_unique<Event>(base, -1, 0, [raw](short) {
+      if (auto offer = raw->client_->TakeStashed()) raw->OnOffer(std::move(*offer));
+    });
+    d->client_ = std::move(client);
+    // A SIGHUP may have reached the opener while the targets were opening: its offer waits.
+    d->stashed_->Activate();
+  }
   d->server_->AddListener(std::move(listen_fd));
   if (uwsgi_fd.valid()) {
     d->server_->ChargeListener();
@@ -252,18 +342,67 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
   return d;
 }
 
+void Daemon::Ready(std::uint32_t status) {
+  ServingFigures f = Figures(*server_);
+  if (!client_) return NotifyReady(StatusText(f));
+  std::uint64_t numbers[privsep::kNumbers] = {};
+  numbers[privsep::kTargets] = f.targets;
+  numbers[privsep::kAvailable] = f.available;
+  numbers[privsep::kGrants] = f.grants;
+  numbers[privsep::kDenials] = f.denials;
+  numbers[privsep::kErrors] = f.errors;
+  numbers[privsep::kConnections] = f.connections;
+  client_->Ready(status, numbers);
+}
+
 Result<void> Daemon::Run() {
+  if (opener_) {
+    if (opener_->Run() != 0) return MakeError(ErrorCode::kUnavailable, "the server failed");
+    return {};
+  }
   const Catalog& catalog = server_->catalog();
   LogLine("serving " + std::to_string(catalog.entries().size()) + " targets (" +
           std::to_string(catalog.unavailable()) + " unavailable) on " + serving_on_ +
           "; descriptor budget " + std::to_string(server_->ledger().budget()));
-  NotifyReady(StatusText(*server_));
+  Ready(privsep::kStarted);
   auto ran = loop_.Run();
-  NotifyStopping();
+  if (!client_) NotifyStopping();  // a privilege-separated server's opener says it
   uwsgi_.reset();
   server_.reset();
+  if (!failure_.empty()) {
+    LogLine("stopped: " + failure_, LogPriority::kError);
+    return MakeError(ErrorCode::kUnavailable, failure_);
+  }
   LogLine("stopped");
   return ran;
+}
+
+Result<std::unique_ptr<AuditLog>> Daemon::CheckReload(
+    const Config& next,
+    const std::function<Result<std::unique_ptr<AuditLog>>(const Config&)>& open_audit) {
+  const Config& current = server_->catalog().config();
+  if (auto fits = server_->Fits(next); !fits) return std::unexpected(std::move(fits.error()));
+  if (next.socket != current.socket) LogLine("reload: the socket path changes only on restart");
+  if (next.uwsgi_socket != current.uwsgi_socket) {
+    LogLine("reload: uwsgi_socket changes only on restart");
+  }
+  if (next.audit_log == current.audit_log && next.audit_format == current.audit_format) {
+    return std::unique_ptr<AuditLog>();
+  }
+  return open_audit(next);
+}
+
+void Daemon::Swap(Config next, std::unique_ptr<AuditLog> audit) {
+  auto start = std::chrono::steady_clock::now();
+  server_->Reload(std::move(next), std::move(audit), [this, start] {
+    const Catalog& catalog = server_->catalog();
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    LogLine("reloaded " + catalog.config().file + ": " + std::to_string(catalog.entries().size()) +
+            " targets (" + std::to_string(catalog.unavailable()) + " unavailable) in " +
+            std::to_string(took.count()) + " ms");
+    Ready(privsep::kReloaded);
+  });
 }
 
 void Daemon::Reload() {
@@ -273,31 +412,43 @@ void Daemon::Reload() {
     LogLine("reload failed, keeping the old config: " + why, LogPriority::kWarning);
     NotifyReady("reload failed: " + why);
   };
-  const Config& current = server_->catalog().config();
   auto next = LoadServiceConfig(options_);
   if (!next) return failed(next.error().message);
-  if (auto fits = server_->Fits(*next); !fits) return failed(fits.error().message);
-  if (next->socket != current.socket) LogLine("reload: the socket path changes only on restart");
-  if (next->uwsgi_socket != current.uwsgi_socket) {
-    LogLine("reload: uwsgi_socket changes only on restart");
-  }
-  std::unique_ptr<AuditLog> next_audit;
-  if (next->audit_log != current.audit_log || next->audit_format != current.audit_format) {
-    auto opened = AuditLog::Open(next->audit_log, next->audit_format);
-    if (!opened) return failed(opened.error().message);
-    next_audit = std::move(*opened);
-  }
-  auto start = std::chrono::steady_clock::now();
-  Server* server = server_.get();
-  server_->Reload(std::move(*next), std::move(next_audit), [server, start] {
-    const Catalog& catalog = server->catalog();
-    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - start);
-    LogLine("reloaded " + catalog.config().file + ": " + std::to_string(catalog.entries().size()) +
-            " targets (" + std::to_string(catalog.unavailable()) + " unavailable) in " +
-            std::to_string(took.count()) + " ms");
-    NotifyReady(StatusText(*server));
+  auto audit = CheckReload(
+      *next, [](const Config& c) { return AuditLog::Open(c.audit_log, c.audit_format); });
+  if (!audit) return failed(audit.error().message);
+  Swap(std::move(*next), std::move(*audit));
+}
+
+void Daemon::OnChannel() {
+  auto offer = client_->Receive();
+  if (!offer) return;  // lost: the loop is ending
+  if (*offer) OnOffer(std::move(**offer));
+}
+
+void Daemon::OnOffer(ReloadOffer offer) {
+  // The opener said RELOADING=1 and parsed these very bytes; it says READY=1 when told.
+  auto refuse = [&](privsep::SwitchStatus status, const std::string& why) {
+    LogLine("reload failed, keeping the old config: " + why, LogPriority::kWarning);
+    client_->Switched(offer.generation, status);
+  };
+  auto next = ParseConfig(offer.text, options_.config_path);
+  if (!next) return refuse(privsep::SwitchStatus::kUnparsable, next.error().message);
+  if (options_.socket) next->socket = *options_.socket;
+  next->run_as.reset();
+  bool fits = server_->Fits(*next).has_value();
+  auto audit = CheckReload(*next, [&](const Config& c) {
+    // A file log comes opened from the opener (as root); stderr and syslog need no file.
+    return AuditLog::Adopt(c.audit_log, c.audit_format, std::move(offer.audit));
   });
+  if (!audit) {
+    return refuse(fits ? privsep::SwitchStatus::kAuditLog : privsep::SwitchStatus::kOverBudget,
+                  audit.error().message);
+  }
+  // Requests from here on name the new config's targets; the opener learns it first.
+  client_->Serve(offer.generation, *next);
+  client_->Switched(offer.generation, privsep::SwitchStatus::kAccepted);
+  Swap(std::move(*next), std::move(*audit));
 }
 
 }  // namespace nsbroker

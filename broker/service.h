@@ -1,7 +1,7 @@
 // Owns the daemon's life: the listening sockets (bound or inherited from systemd) and their
 // files, readiness notification, signals, reload and clean stop. Never handles a request.
 //
-//   auto daemon = nsbroker::Daemon::Build(options);   // load, open, bind, drop privileges
+//   auto daemon = nsbroker::Daemon::Build(options);   // load, open, bind; with run_as, split
 //   if (!daemon) { LogLine(daemon.error().message); return 1; }
 //   return (*daemon)->Run() ? 0 : 1;                  // until SIGTERM/SIGINT; SIGHUP reloads
 #pragma once
@@ -9,12 +9,15 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "audit.h"
 #include "config.h"
 #include "loop.h"
 #include "nsbroker/error.h"
@@ -53,6 +56,8 @@ class ScopedSocketFile {
   ScopedSocketFile& operator=(ScopedSocketFile&& other) noexcept;
   ~ScopedSocketFile();
   const std::string& path() const { return path_; }
+  // Never removes the file: it is another process's to remove (the opener's, after a fork).
+  void Forget() { path_.clear(); }
 
  private:
   void Unlink();
@@ -69,15 +74,33 @@ struct ConfigReport {
 };
 [[nodiscard]] Result<ConfigReport> CheckConfig(const ServiceOptions& options);
 
+// What STATUS= says while serving: the targets and the server's counters.
+struct ServingFigures {
+  std::uint64_t targets = 0;
+  std::uint64_t available = 0;
+  std::uint64_t grants = 0;
+  std::uint64_t denials = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t connections = 0;
+};
+std::string StatusText(const ServingFigures& figures);
+
+class Opener;
+class OpenerClient;
+struct ReloadOffer;
 class Server;
 class UwsgiListener;
 
 // The running broker: Build does everything that needs privileges (config, audit log,
-// targets, sockets) and drops them; Run serves until SIGTERM/SIGINT; Reload (on SIGHUP)
-// swaps in a new config when it loads and fits the descriptor budget, and changes nothing
-// otherwise. Readiness goes to $NOTIFY_SOCKET: READY=1 when serving and when a reload is
-// complete (every new target opened), RELOADING=1 when one starts, STOPPING=1 at the end
-// (systemd.h).
+// targets, sockets); Run serves until SIGTERM/SIGINT; Reload (on SIGHUP) swaps in a new
+// config when it loads and fits the descriptor budget, and changes nothing otherwise.
+// Readiness goes to $NOTIFY_SOCKET: READY=1 when serving and when a reload is complete (every
+// new target opened), RELOADING=1 when one starts, STOPPING=1 at the end (systemd.h).
+//
+// With run_as, Build splits the process (docs/PRIVSEP.md): this process stays root as the
+// opener (opener.h; its Run answers the server and speaks to systemd), and a forked child
+// drops to run_as and returns from Build as the server, whose targets, re-resolutions,
+// refreshes and reloads come from the opener (opener_client.h).
 class Daemon {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Daemon>> Build(const ServiceOptions& options);
@@ -89,15 +112,33 @@ class Daemon {
   void Reload();
 
  private:
-  explicit Daemon(const ServiceOptions& options, EventLoop loop);
+  Daemon(const ServiceOptions& options, EventLoop loop);
+  Daemon(const ServiceOptions& options, std::unique_ptr<Opener> opener);
+  // A serving daemon: the loop, with SIGTERM/SIGINT (and, without an opener, SIGHUP) in it.
+  [[nodiscard]] static Result<std::unique_ptr<Daemon>> Serving(const ServiceOptions& options,
+                                                               bool split);
+  // The checks of a reload before the swap: the budget, then the audit log when it changes
+  // (opened by `open_audit`); the new log, or null to keep the current one.
+  [[nodiscard]] Result<std::unique_ptr<AuditLog>> CheckReload(
+      const Config& next,
+      const std::function<Result<std::unique_ptr<AuditLog>>(const Config&)>& open_audit);
+  // Swaps `next` in; `Ready` once every new target is open.
+  void Swap(Config next, std::unique_ptr<AuditLog> audit);
+  void Ready(std::uint32_t status);
+  // The opener's reload (privilege separation): the same checks, on the bytes it parsed.
+  void OnOffer(ReloadOffer offer);
+  void OnChannel();
 
   ServiceOptions options_;
-  EventLoop loop_;  // first: destroyed last, after every event of the members below
-  std::unique_ptr<Event> sigterm_, sigint_, sighup_;
+  EventLoop loop_;                  // first: destroyed last, after every event of the members below
+  std::unique_ptr<Opener> opener_;  // this process is the opener
+  std::unique_ptr<OpenerClient> client_;  // this process is a privilege-separated server
+  std::unique_ptr<Event> sigterm_, sigint_, sighup_, channel_, stashed_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<UwsgiListener> uwsgi_;
   ScopedSocketFile socket_file_, uwsgi_file_;
   std::string serving_on_;
+  std::string failure_;  // why the server stopped when the opener went away
 };
 
 }  // namespace nsbroker

@@ -51,6 +51,16 @@ struct JailEntry {
   UniqueFd descriptor;  // invalid: attach by jid
 };
 
+// A held set of `entries` (their kinds and the time now).
+GrantSetPtr MakeGrantSet(std::vector<EntryFd> entries);
+// Duplicates (close-on-exec) the entries of `held` whose kind is in `kinds`.
+[[nodiscard]] Result<std::vector<EntryFd>> DupEntries(const std::vector<EntryFd>& held,
+                                                      KindSet kinds);
+
+class TargetHandle;
+// A target whose descriptors are all opened once and held (self, netns and path targets).
+std::unique_ptr<TargetHandle> HoldEntries(std::vector<EntryFd> entries);
+
 // An opened target. Implementations are platform code; everything else sees only this.
 class TargetHandle {
  public:
@@ -109,6 +119,19 @@ using ResolveDone = std::function<void(Result<TargetHandlePtr>)>;
                                                                ResolveDone done);
 // The same, run to its end now (--check-config, and start-up before a privilege drop).
 [[nodiscard]] Result<TargetHandlePtr> ResolveNow(const TargetSpec& spec, bool hold);
+
+// What the privilege-separated server checks of every descriptor its opener hands it (and the
+// opener before it does): `fd` is what `kind` promises (an nsfs file of that namespace type,
+// or a directory for ROOT, CWD and CGROUPDIR), with inode, device and namespace id filled in
+// from the kernel. kInvalidRequest naming `what` otherwise.
+[[nodiscard]] Result<EntryFd> VerifyEntry(NsKind kind, UniqueFd fd, const std::string& what);
+// The process a pidfd refers to, as the kernel says (kInvalidRequest: not a pidfd).
+[[nodiscard]] Result<pid_t> VerifyPidfd(BorrowedFd fd);
+// A jail target made of what the opener resolved as root: its jid, name and the jail
+// descriptor it made (carrying root's credential; invalid where the kernel has none). The
+// descriptor must refer to that jid. Jails need FreeBSD.
+[[nodiscard]] Result<TargetHandlePtr> AdoptJail(std::int32_t jid, std::string name,
+                                                UniqueFd descriptor);
 
 // Whether this platform serves targets of this source type.
 bool SourceSupported(SourceType source);

@@ -123,6 +123,19 @@ class FreeBsdJails : public JailSystem {
 
 }  // namespace
 
+Result<EntryFd> VerifyEntry(NsKind, UniqueFd, const std::string& what) {
+  return MakeError(ErrorCode::kInvalidRequest, what + ": namespaces need Linux");
+}
+
+Result<pid_t> VerifyPidfd(BorrowedFd) {
+  return MakeError(ErrorCode::kInvalidRequest, "process targets need Linux");
+}
+
+Result<TargetHandlePtr> AdoptJail(std::int32_t jid, std::string name, UniqueFd descriptor) {
+  return AdoptJailTarget(std::make_shared<FreeBsdJails>(), jid, std::move(name),
+                         std::move(descriptor));
+}
+
 bool SourceSupported(SourceType source) { return source == SourceType::kJail; }
 
 KindSet SourceKinds(const TargetSpec& spec) {

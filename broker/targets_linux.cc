@@ -121,25 +121,6 @@ Result<EntryFd> OpenFile(NsKind kind, const std::string& path) {
   return Describe(kind, std::move(fd), path);
 }
 
-Result<std::vector<EntryFd>> DupHeld(const std::vector<EntryFd>& held, KindSet kinds) {
-  std::vector<EntryFd> out;
-  for (const EntryFd& h : held) {
-    if (!KindSetHas(kinds, h.kind)) continue;
-    UniqueFd fd(fcntl(h.fd.get(), F_DUPFD_CLOEXEC, 0));
-    if (!fd.valid()) return SysError("dup " + std::string(KindName(h.kind)) + " descriptor");
-    out.push_back({h.kind, std::move(fd), h.inode, h.device, h.ns_id});
-  }
-  return out;
-}
-
-GrantSetPtr MakeSet(std::vector<EntryFd> entries) {
-  auto set = std::make_shared<GrantSet>();
-  for (const EntryFd& e : entries) set->kinds |= KindBit(e.kind);
-  set->entries = std::move(entries);
-  set->fetched = std::chrono::steady_clock::now();
-  return set;
-}
-
 // A pidfd polls readable once its process has exited (even before it is reaped). poll() with
 // a zero timeout still fails with EINTR when a signal arrives (a SIGHUP reload, under load):
 // that says nothing about the process, so ask again rather than report a live target dead.
@@ -152,21 +133,6 @@ bool ProcessExited(int pidfd) {
   return n != 0;
 }
 
-// self, netns and path targets: every descriptor is opened once and held.
-class HeldTarget : public TargetHandle {
- public:
-  explicit HeldTarget(std::vector<EntryFd> held) : held_(MakeSet(std::move(held))) {}
-  Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
-    return DupHeld(held_->entries, kinds);
-  }
-  GrantSetPtr held() const override { return held_; }
-  int watch_fd() const override { return -1; }
-  std::string GoneReason() const override { return {}; }
-
- private:
-  GrantSetPtr held_;
-};
-
 // pid and pid_file targets: pinned by a pidfd, so a recycled pid is never served.
 class ProcessTarget : public TargetHandle {
  public:
@@ -178,7 +144,7 @@ class ProcessTarget : public TargetHandle {
   Result<void> Hold(KindSet kinds) {
     auto fds = Fetch(kinds);
     if (!fds) return std::unexpected(std::move(fds.error()));
-    held_ = MakeSet(std::move(*fds));
+    held_ = MakeGrantSet(std::move(*fds));
     holding_ = true;
     return {};
   }
@@ -186,7 +152,7 @@ class ProcessTarget : public TargetHandle {
   Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
     if (holding_) {
       if (!Alive()) return Gone();
-      return DupHeld(held_->entries, kinds);
+      return DupEntries(held_->entries, kinds);
     }
     return Fetch(kinds);
   }
@@ -325,9 +291,12 @@ std::optional<ProcStat> ReadStat(pid_t pid) {
 }
 
 // Pins `pid` with a pidfd and checks it is the process that was named: its start time is
-// the same before and after the pidfd was opened (so the pidfd is that process), and earlier
-// than `named_at` (boot ticks when the runtime was asked or the group was read): a process
-// started later took a pid freed meanwhile. With `cgroup`, it must still be in that group.
+// the same before and after the pidfd was opened (so the pidfd is that process), and not
+// later than `named_at` (boot ticks when the runtime was asked or the group was read): a
+// process started later took a pid freed meanwhile. Start times are whole ticks (USER_HZ), so
+// one started in the very tick of the naming is taken, as it cannot be told apart; for a
+// cgroup the membership check below still holds it to the group. With `cgroup`, it must
+// still be in that group.
 Result<TargetHandlePtr> OpenNamed(pid_t pid, unsigned long long named_at, std::string origin,
                                   const std::string* cgroup, KindSet kinds, bool hold) {
   const std::string process = "process " + std::to_string(pid);
@@ -350,7 +319,7 @@ Result<TargetHandlePtr> OpenNamed(pid_t pid, unsigned long long named_at, std::s
   if (!after || after->start != before->start) {
     return MakeError(ErrorCode::kUnavailable, process + " changed while it was checked");
   }
-  if (before->start >= named_at) {
+  if (before->start > named_at) {
     return MakeError(ErrorCode::kUnavailable,
                      process + " started after " + origin + " named it (a pid reused)");
   }
@@ -492,6 +461,35 @@ Result<TargetHandlePtr> ResolveNow(const TargetSpec& spec, bool hold) {
   return OpenContainer(spec, *state, hold);
 }
 
+Result<EntryFd> VerifyEntry(NsKind kind, UniqueFd fd, const std::string& what) {
+  return Describe(kind, std::move(fd), what);
+}
+
+Result<pid_t> VerifyPidfd(BorrowedFd fd) {
+  // A pidfd's fdinfo names its process ("Pid:\t1234"); no other descriptor's has that line.
+  auto text = ReadProc("/proc/self/fdinfo/" + std::to_string(fd.get()), 4096);
+  if (!text) return std::unexpected(std::move(text.error()));
+  std::size_t at = text->starts_with("Pid:") ? 0 : text->find("\nPid:");
+  if (at == std::string::npos) {
+    return MakeError(ErrorCode::kInvalidRequest,
+                     "descriptor " + std::to_string(fd.get()) + " is not a pidfd");
+  }
+  std::string_view rest = std::string_view(*text).substr(text->find(':', at) + 1);
+  while (!rest.empty() && (rest.front() == '\t' || rest.front() == ' ')) rest.remove_prefix(1);
+  pid_t pid = 0;
+  auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
+  if (ec != std::errc() || pid <= 0) {
+    // -1: the process was reaped; 0: in no pid namespace of ours.
+    return MakeError(ErrorCode::kUnavailable,
+                     "the process of pidfd " + std::to_string(fd.get()) + " is gone");
+  }
+  return pid;
+}
+
+Result<TargetHandlePtr> AdoptJail(std::int32_t, std::string, UniqueFd) {
+  return MakeError(ErrorCode::kInvalidRequest, "jail targets need FreeBSD");
+}
+
 bool SourceSupported(SourceType source) { return source != SourceType::kJail; }
 
 KindSet SourceKinds(const TargetSpec& spec) {
@@ -549,7 +547,7 @@ Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool hold) {
         if (!entry) return std::unexpected(std::move(entry.error()));
         held.push_back(std::move(*entry));
       }
-      return std::make_unique<HeldTarget>(std::move(held));
+      return HoldEntries(std::move(held));
     }
     case SourceType::kJail:
       break;

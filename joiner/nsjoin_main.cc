@@ -437,10 +437,12 @@ Result<Grant> ObtainGrant(const Args& args) {
 }
 
 // --pty (su --pty): the command in a new session on a new pty from /dev/ptmx as entered (the
-// target's devpts after -m), this process relaying it to the caller's terminal.
+// target's devpts after -m), or, for a target without one, of a devpts instance of its own
+// (while the ids set still hold CAP_SYS_ADMIN there), this process relaying it to the
+// caller's terminal.
 [[noreturn]] void RunOnPty(const Args& args, Grant& grant, bool fork_into_pid,
                            const UniqueFd& procs) {
-  auto pty = OpenPty(0);
+  auto pty = PtyOrPrivate(OpenPty(0), 0, geteuid(), getegid());
   if (!pty) _exit(Fail(args.target, pty.error()));
   ChildWait wait(ChildWait::Session::kOwn);
   auto child = ForkCommand(grant, fork_into_pid);

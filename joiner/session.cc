@@ -4,6 +4,9 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#ifdef __linux__
+#include <sys/mount.h>
+#endif
 #include <termios.h>
 #include <unistd.h>
 
@@ -12,6 +15,7 @@
 #include <cstddef>
 #include <cstring>
 #include <optional>
+#include <string>
 
 #include "nsbroker/join.h"
 
@@ -59,21 +63,18 @@ struct Buffer {
   std::size_t size = 0;
 };
 
-}  // namespace
-
-Result<Pty> OpenPty(int terminal) {
-  UniqueFd master(posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
-  if (!master.valid()) {
-    return SysError(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kUnavailable,
-                    "open /dev/ptmx");
-  }
+// The pty whose master `master` is (opened through a ptmx): unlocked, its slave opened, with
+// `terminal`'s modes and window size when that is a terminal. `ptmx` names it in errors.
+Result<Pty> PtyOfMaster(UniqueFd master, int terminal, const char* ptmx) {
 #ifndef __linux__
   // Linux's devpts owns the slave by the opener already; grantpt would look its path up.
-  if (grantpt(master.get()) != 0) return SysError(ErrorCode::kNotFound, "grantpt /dev/ptmx");
+  if (grantpt(master.get()) != 0) {
+    return SysError(ErrorCode::kNotFound, std::string("grantpt ") + ptmx);
+  }
 #endif
   // TIOCSPTLCK: only a pty master answers it.
   if (unlockpt(master.get()) != 0) {
-    return SysError(ErrorCode::kNotFound, "/dev/ptmx is not a pty master (unlockpt)");
+    return SysError(ErrorCode::kNotFound, std::string(ptmx) + " is not a pty master (unlockpt)");
   }
 #ifdef TIOCGPTPEER
   UniqueFd slave(ioctl(master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
@@ -89,6 +90,62 @@ Result<Pty> OpenPty(int terminal) {
     if (ioctl(terminal, TIOCGWINSZ, &size) == 0) ioctl(slave.get(), TIOCSWINSZ, &size);
   }
   return Pty{std::move(master), std::move(slave)};
+}
+
+#ifdef __linux__
+// A devpts instance of the session's own (Linux 5.2's mount API): configured and created by
+// fsopen/fsconfig, then fsmount makes a mount of it that is attached nowhere. Only its master
+// (opened through the mount's ptmx) and slave keep it, and the kernel frees it with them.
+Result<Pty> OpenPrivatePty(int terminal, uid_t uid, gid_t gid) {
+  UniqueFd context(fsopen("devpts", FSOPEN_CLOEXEC));
+  if (!context.valid()) return SysError(CodeForErrno(errno), "fsopen devpts");
+  // devpts(5)'s options. The slave is the user's alone; the ptmx only this process opens
+  // (root, without CAP_DAC_OVERRIDE: the owner's bits); max=1: nothing else is ever allocated
+  // in it, whoever reaches the mount.
+  const std::string options[][2] = {{"uid", std::to_string(uid)},
+                                    {"gid", std::to_string(gid)},
+                                    {"mode", "0600"},
+                                    {"ptmxmode", "0600"},
+                                    {"max", "1"}};
+  for (const auto& [key, value] : options) {
+    if (fsconfig(context.get(), FSCONFIG_SET_STRING, key.c_str(), value.c_str(), 0) != 0) {
+      return SysError(ErrorCode::kInternal, "devpts option " + key + "=" + value);
+    }
+  }
+  if (fsconfig(context.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+    return SysError(CodeForErrno(errno), "create a devpts instance");
+  }
+  // No MOUNT_ATTR_NODEV: the ptmx and the slave are device nodes of this very mount.
+  UniqueFd instance(fsmount(context.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC));
+  if (!instance.valid()) return SysError(CodeForErrno(errno), "fsmount the devpts instance");
+  UniqueFd master(openat(instance.get(), "ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master.valid()) return SysError(CodeForErrno(errno), "open the devpts instance's ptmx");
+  return PtyOfMaster(std::move(master), terminal, "the devpts instance's ptmx");
+}
+#endif
+
+}  // namespace
+
+Result<Pty> OpenPty(int terminal) {
+  UniqueFd master(posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master.valid()) {
+    return SysError(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kUnavailable,
+                    "open /dev/ptmx");
+  }
+  return PtyOfMaster(std::move(master), terminal, "/dev/ptmx");
+}
+
+Result<Pty> PtyOrPrivate(Result<Pty> tried, int terminal, uid_t uid, gid_t gid) {
+  if (tried) return tried;
+#ifdef __linux__
+  auto own = OpenPrivatePty(terminal, uid, gid);
+  if (own) return own;
+  return MakeError(own.error().code, "no pty: " + tried.error().message +
+                                         "; and none of its own: " + own.error().message);
+#else
+  (void)terminal, (void)uid, (void)gid;
+  return tried;
+#endif
 }
 
 Result<pid_t> ForkCommand(const Grant& grant, bool into_pid_namespace) {

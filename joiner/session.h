@@ -2,7 +2,7 @@
 // own whose master this process relays to the caller's terminal [su --pty, OpenSSH's ttys].
 // Never enters namespaces or changes ids; never lets the command reach the caller's terminal.
 //
-//   auto pty = nsbroker::OpenPty(0);                 // after entering: the target's devpts
+//   auto pty = nsbroker::PtyOrPrivate(nsbroker::OpenPty(0), 0, geteuid(), getegid());
 //   nsbroker::ChildWait wait(nsbroker::ChildWait::Session::kOwn);
 //   pid_t child = fork();
 //   if (child == 0) { StartSession(&*pty, wait); exec...; }
@@ -29,6 +29,15 @@ struct Pty {
 // lookup), both close-on-exec. When `terminal` is a terminal, the slave gets its termios and
 // window size. A /dev/ptmx that is no pty master is kNotFound.
 [[nodiscard]] Result<Pty> OpenPty(int terminal);
+
+// `tried` (OpenPty inside a target) when it gave a pty; else a pty of a devpts instance made
+// for this session alone, for a target without one of its own: Linux fsopen/fsmount, mounted
+// nowhere (the mount namespace's tree is unchanged), its slave owned by `uid`/`gid` with mode
+// 0600, one pty at most, its ptmx root's (0600); terminal modes as OpenPty. That needs
+// CAP_SYS_ADMIN in the user namespace owning this process's mount namespace (fsopen, fsmount)
+// and in its own (the new superblock), and euid 0 (the ptmx's owner). The error names why
+// neither gave one. FreeBSD: `tried` only (posix_openpt needs no path there).
+[[nodiscard]] Result<Pty> PtyOrPrivate(Result<Pty> tried, int terminal, uid_t uid, gid_t gid);
 
 // The command's process: ForkIntoPidNamespace after an entered pid namespace (so that the
 // command is inside it), else a plain fork(2). 0 in the child.

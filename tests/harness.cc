@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -64,6 +65,13 @@ int TargetMain(void* raw) {
   char byte;
   if (read(args->go_fd, &byte, 1) != 1) _exit(1);
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(2);
+  // The host's /dev and the devpts under it detached first (EINVAL: /dev is no mount of its
+  // own), so that no devpts is left in this mount namespace at all, not even hidden.
+  if (args->options->empty_dev &&
+      ((umount2("/dev", MNT_DETACH) != 0 && errno != EINVAL) ||
+       mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755") != 0)) {
+    _exit(5);
+  }
   const std::string& name = args->options->hostname;
   if (sethostname(name.data(), name.size()) != 0) _exit(3);
   if (write(args->ready_fd, "r", 1) != 1) _exit(4);
@@ -353,6 +361,12 @@ Result<Broker> Broker::Start(const std::string& config, const BrokerOptions& opt
     auto at = text.find('"', text.find("socket:"));
     broker.socket_ = text.substr(at + 1, text.find('"', at + 1) - at - 1);
   }
+  // The suites run again with privilege separation on (tests/integration/CMakeLists.txt):
+  // then every broker without a run_as of its own gets this one.
+  if (const char* run_as = std::getenv("NSB_TEST_RUN_AS");
+      run_as != nullptr && text.find("run_as:") == std::string::npos) {
+    text += "run_as: \"" + std::string(run_as) + "\"\n";
+  }
   broker.dir_->Write("nsbroker.conf", text);
   std::string notify_path = broker.dir_->Join("notify.sock");
   broker.notify_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -437,6 +451,22 @@ Broker::~Broker() {
 }
 
 std::string Broker::config_path() const { return dir_->Join("nsbroker.conf"); }
+
+Result<pid_t> Broker::ServerPid() const {
+  // The kernel's list of the opener's children: the server is its only one.
+  std::string pid = std::to_string(process_.pid());
+  std::ifstream in("/proc/" + pid + "/task/" + pid + "/children");
+  pid_t child = 0;
+  if (!(in >> child) || child <= 0) {
+    return MakeError(ErrorCode::kNotFound, "nsbrokerd " + pid + " has no server child");
+  }
+  return child;
+}
+
+pid_t Broker::ServingPid() const {
+  auto server = ServerPid();
+  return server ? *server : process_.pid();
+}
 
 std::string Broker::log() const {
   std::ifstream in(dir_->Join("broker.log"));

@@ -53,10 +53,12 @@ int ExitCodeInChild(const std::function<int()>& fn);
 
 // A process in fresh uts/ipc/net/mnt/pid/cgroup namespaces (pid 1 of its pid namespace)
 // with `hostname`, sleeping until killed. With `user_owner_uid`, it also gets a new user
-// namespace owned by that uid (a rootless target), mapping root inside to that uid.
+// namespace owned by that uid (a rootless target), mapping root inside to that uid. With
+// `empty_dev`, its /dev is an empty tmpfs: no devpts, no ptmx (a container without /dev/pts).
 struct TargetOptions {
   std::string hostname = "nsb-target";
   std::optional<uid_t> user_owner_uid;
+  bool empty_dev = false;
 };
 class Target {
  public:
@@ -110,6 +112,8 @@ struct RunResult {
 RunResult RunCommand(const std::vector<std::string>& argv, const RunOptions& options = {});
 
 // The real nsbrokerd, started with a config file; stopped with SIGTERM when destroyed.
+// With $NSB_TEST_RUN_AS set, a config without run_as gets that user (privilege separation):
+// pid() is then the root opener, and ServerPid() its unprivileged server.
 // Its stderr (log and audit lines) goes to a file that log() reads. Readiness is what the
 // broker sends to $NOTIFY_SOCKET (sd_notify(3)), watched together with its pidfd, so a broker
 // that dies instead is an error at once.
@@ -129,6 +133,10 @@ class Broker {
 
   const std::string& socket() const { return socket_; }
   pid_t pid() const { return process_.pid(); }
+  // The privilege-separated server (the opener's only child), or an error without run_as.
+  [[nodiscard]] Result<pid_t> ServerPid() const;
+  // The process that serves clients: the server with run_as, else pid().
+  pid_t ServingPid() const;
   std::string log() const;
   std::string config_path() const;
   ChildProcess& process() { return process_; }

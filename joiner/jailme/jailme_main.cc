@@ -155,14 +155,20 @@ Result<Client> ConnectToBroker() {
 }
 
 // The command's terminal: a new pty when the caller's stdin is one (or --pty), none for a
-// pipeline (or --no-pty). The target's devpts is used, as the user, once inside its mount
-// namespace; a target without one gets a pty of the host's devpts, opened before entering.
+// pipeline (or --no-pty).
 enum class PtyMode { kAuto, kOn, kOff };
 
-std::optional<Pty> TargetPty(std::optional<Pty> host_pty) {
-  auto pty = OpenPty(0);
-  if (pty) return std::move(*pty);
-  return host_pty;
+// Called inside the target, still root (CAP_SYS_ADMIN kept from entering): the target's
+// /dev/ptmx, opened as the user so that its devpts and its permissions decide; a target
+// without one (no devpts in its mount namespace) gets a devpts instance of its own, made as
+// root and mounted nowhere, its slave the user's (PtyOrPrivate). Never a pty of the host's
+// devpts: the host's root would see the session in its /dev/pts, and the command a host
+// file as its terminal.
+Result<Pty> CommandPty(const Caller& caller) {
+  if (auto r = ActAsCaller(caller); !r) return std::unexpected(std::move(r.error()));
+  auto in_target = OpenPty(0);
+  if (auto r = RegainRoot(); !r) return std::unexpected(std::move(r.error()));
+  return PtyOrPrivate(std::move(in_target), 0, caller.uid, caller.gid);
 }
 
 // Every descriptor but 0-2 and `keep` (the pty master, or -1) is closed.
@@ -272,11 +278,6 @@ void CloseAllBut(int keep) {
   // account was looked up in the host's passwd above, before attaching.
   if (grant->Find(NsKind::kJail) != nullptr) as_root = EnterOptions{.kinds = {NsKind::kJail}};
   bool use_pty = pty_mode == PtyMode::kAuto ? isatty(0) == 1 : pty_mode == PtyMode::kOn;
-  std::optional<Pty> host_pty;  // still acting as the caller: the host's devpts, as the user
-  if (use_pty) {
-    auto pty = OpenPty(0);
-    if (pty) host_pty = std::move(*pty);
-  }
   // An empty list would mean "everything" to Enter; a grant with nothing to enter would
   // run the command on the host, which is never what the caller asked for.
   if (as_root.kinds.empty()) DieTarget(target, "the broker granted no namespace to enter");
@@ -303,14 +304,16 @@ void CloseAllBut(int keep) {
   if (!as_root.chdir_to_cwd && chdir("/") != 0) {
     DieTarget(target, std::string("chdir /: ") + std::strerror(errno));
   }
-  if (auto r = LimitToDrop(); !r) DieTarget(target, r.error().message);
-  DropForGood(caller);
-
+  // The pty after chroot/chdir (the target's /dev), before the drop (a devpts of its own
+  // needs CAP_SYS_ADMIN).
   std::optional<Pty> pty;
   if (use_pty) {
-    pty = TargetPty(std::move(host_pty));
-    if (!pty) DieTarget(target, "no pty: neither the target's nor the host's /dev/ptmx gave one");
+    auto opened = CommandPty(caller);
+    if (!opened) DieTarget(target, opened.error().message);
+    pty = std::move(*opened);
   }
+  if (auto r = LimitToDrop(); !r) DieTarget(target, r.error().message);
+  DropForGood(caller);
 
   // Always a child in a session of its own (setsid), so that nothing inside can TIOCSTI into
   // the caller's terminal; after a pid namespace the fork also puts the command inside it.

@@ -531,7 +531,10 @@ TEST(Broker, RunAsDropsPrivilegesAfterOpeningTargets) {
   ASSERT_OK(broker);
   // The socket accepts as soon as it listens, before the drop; "serving" is logged after it.
   ASSERT_TRUE(broker->WaitForLog("serving ")) << broker->log();
-  std::ifstream status("/proc/" + std::to_string(broker->pid()) + "/status");
+  // The server, forked by the root opener (docs/PRIVSEP.md), is the one that dropped.
+  auto server = broker->ServerPid();
+  ASSERT_OK(server);
+  std::ifstream status("/proc/" + std::to_string(*server) + "/status");
   std::string line, uids, groups;
   while (std::getline(status, line)) {
     if (line.rfind("Uid:", 0) == 0) uids = line;

@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -556,6 +557,52 @@ TEST_F(JailmeTest, PipelineGetsNoPtyAndPtyFlagsOverride) {
   auto t = Terminal::Start({"/bin/sh", "-c", jailme_ + " --no-pty web1 tty"}, kNobody);
   ASSERT_TRUE(t.WaitFor(t.slave_name() + "\n")) << t.seen();
   EXPECT_EQ(t.Wait(), 0);
+}
+
+// A target whose mount namespace has no devpts (an empty tmpfs on /dev, as a container without
+// /dev/pts): at a terminal the command still gets a pty, of a devpts instance jailme made for
+// it alone, neither the caller's nor one of the host's, and mounted nowhere in the target.
+// Input and output relay, the exit status comes back, the caller's terminal modes are restored.
+TEST_F(JailmeTest, TargetWithoutDevptsGetsAPtyOfAnInstanceOfItsOwn) {
+  auto bare = Target::Start({.hostname = "jailme-bare", .empty_dev = true});
+  ASSERT_OK(bare);
+  const std::string bare_mounts = "/proc/" + std::to_string(bare->pid()) + "/mountinfo";
+  std::string config = std::string("socket: \"") + kSocketPath + "\"\nsocket_mode: \"0666\"\n" +
+                       "target { name: \"bare\" pid: " + std::to_string(bare->pid()) +
+                       " allow { uid: " + std::to_string(kNobody) + " } }\n";
+  auto broker = Broker::Start(config);
+  ASSERT_OK(broker);
+  ASSERT_EQ(DevptsDevices(bare_mounts).size(), 0u);
+  auto t = Terminal::Start(
+      {"/bin/sh", "-c",
+       "stty -g; " + jailme_ +
+           " bare sh -c '" NSB_PTY_PROBE
+           " devpts; stat -L -c %u:%a /proc/self/fd/0; ls -A /dev; echo TYPE; read line; "
+           "echo \"GOT:$line\"; exit 5'; echo rc:$?; stty -g; echo END"},
+      kNobody);
+  ASSERT_TRUE(t.WaitFor("TYPE\n")) << t.seen();
+  t.Type("hello\n");
+  ASSERT_TRUE(t.WaitFor("END\n")) << t.seen();
+  EXPECT_EQ(t.Wait(), 0);
+  auto lines = DisplayLines(t);
+  // modes, devpts, owner, TYPE, the echo of hello, GOT, rc, modes, END
+  ASSERT_EQ(lines.size(), 9u) << t.seen();
+  ASSERT_EQ(lines[1].rfind("devpts ", 0), 0u) << t.seen();
+  std::string device = lines[1].substr(7);
+  struct stat caller{};
+  ASSERT_EQ(stat(t.slave_name().c_str(), &caller), 0);
+  std::string caller_device =
+      std::to_string(major(caller.st_dev)) + ":" + std::to_string(minor(caller.st_dev));
+  auto host = DevptsDevices();
+  ASSERT_NE(std::count(host.begin(), host.end(), caller_device), 0) << caller_device;
+  EXPECT_EQ(std::count(host.begin(), host.end(), device), 0)
+      << "the command's pty is of a host devpts, " << device;
+  EXPECT_EQ(lines[2], std::to_string(kNobody) + ":600") << "the slave is the user's alone";
+  EXPECT_EQ(lines[4], "hello");
+  EXPECT_EQ(lines[5], "GOT:hello");
+  EXPECT_EQ(lines[6], "rc:5");
+  EXPECT_EQ(lines[7], lines[0]) << "the caller's terminal modes changed";
+  EXPECT_EQ(DevptsDevices(bare_mounts).size(), 0u) << "a devpts was mounted in the target";
 }
 
 // A target that exposes its cgroup (CGROUPDIR): the user's command starts in it, under the

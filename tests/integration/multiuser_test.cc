@@ -132,7 +132,8 @@ std::size_t QuietFds(Broker& broker) {
   for (int i = 0; i < 10000; ++i) {
     auto reply = Call(*sock, StatusRequest());
     if (!reply) return 0;
-    if (reply->response.status().active_connections() == 1) return CountFdsOf(broker.pid()) - 1;
+    if (reply->response.status().active_connections() == 1)
+      return CountFdsOf(broker.ServingPid()) - 1;
   }
   return 0;
 }
@@ -188,7 +189,7 @@ TEST_F(MultiUser, TwentyUidsFloodingConnectionsLeaveRootItsReserve) {
   long worst = 0;
   for (int i = 0; i < 3; ++i) worst = std::max(worst, TimedRootJoin(path));
   std::cout << "root's nsjoin under a flood of 20 uids x 64 connections: worst of 3 " << worst
-            << " ms; broker descriptors " << CountFdsOf(broker->pid()) << "\n";
+            << " ms; broker descriptors " << CountFdsOf(broker->ServingPid()) << "\n";
   // Ten lines a second at most, and the rest counted.
   ASSERT_TRUE(broker->WaitForLog("more connections refused, not logged one by one"))
       << broker->log();
@@ -258,7 +259,7 @@ TEST_F(MultiUser, SixHoardingUidsCannotLockRootOut) {
     }));
   }
   for (auto& h : hoarders) EXPECT_NE(h->Report().rfind("connect", 0), 0u);
-  std::size_t during = CountFdsOf(broker->pid());
+  std::size_t during = CountFdsOf(broker->ServingPid());
   long worst = 0;
   for (int i = 0; i < 3; ++i) worst = std::max(worst, TimedRootJoin(path));
   std::cout << "6 uids hoarding: broker descriptors " << baseline << " before, " << during
@@ -266,7 +267,7 @@ TEST_F(MultiUser, SixHoardingUidsCannotLockRootOut) {
   // Kept sockets, and refused connections waiting for their request (at most 32).
   EXPECT_LE(during, baseline + 6 * 64 + 32 + 8);
   for (auto& h : hoarders) h->Release();
-  EXPECT_EQ(WaitForFdCount(broker->pid(), baseline), baseline) << broker->log();
+  EXPECT_EQ(WaitForFdCount(broker->ServingPid(), baseline), baseline) << broker->log();
   EXPECT_EQ(StopCleanly(*broker), "");
 }
 

@@ -17,6 +17,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cgroup_util.h"
@@ -197,6 +198,20 @@ TEST_F(NsjoinTest, CommandInheritsNoDescriptorOfNsjoin) {
   }
 }
 
+// nsenter's -V: all three programs print CMake's project(VERSION), for nsjoin and jailme
+// before anything else is checked (no target, no setuid bit needed).
+TEST(Version, AllThreeProgramsPrintTheProjectVersion) {
+  const std::vector<std::pair<std::string, std::string>> programs = {
+      {NsjoinBinary(), "nsjoin"}, {BrokerBinary(), "nsbrokerd"}, {JailmeBinary(), "jailme"}};
+  for (const auto& [binary, name] : programs) {
+    for (const char* flag : {"-V", "--version"}) {
+      auto r = RunCommand({binary, flag}, {.uid = kNobody});
+      EXPECT_EQ(r.status, 0) << name << " " << flag << ": " << r.err;
+      EXPECT_EQ(r.out, name + " (nsbroker) " NSB_VERSION "\n") << name << " " << flag;
+    }
+  }
+}
+
 // nsenter's habit by default: the command on the caller's terminal. --pty (as su --pty): a
 // new pty of its own in a new session, the caller's terminal modes restored after.
 TEST_F(NsjoinTest, PtyGivesTheCommandATerminalOfItsOwn) {
@@ -218,6 +233,27 @@ TEST_F(NsjoinTest, PtyGivesTheCommandATerminalOfItsOwn) {
   EXPECT_NE(out[2], t.slave_name());
   EXPECT_EQ(out[3], "rc:3");
   EXPECT_EQ(out[4], out[0]);
+}
+
+// --pty into a target without a devpts (an empty tmpfs on /dev): a pty of a devpts instance
+// made for the command alone, not one of the host's, and none mounted in the target.
+TEST_F(NsjoinTest, PtyInATargetWithoutDevptsIsOfAnInstanceOfItsOwn) {
+  auto bare = Target::Start({.hostname = "bare-host", .empty_dev = true});
+  ASSERT_OK(bare);
+  const std::string bare_mounts = "/proc/" + std::to_string(bare->pid()) + "/mountinfo";
+  auto broker = Broker::Start("target { name: \"bare\" pid: " + std::to_string(bare->pid()) +
+                              " allow { uid: 0 } }\n");
+  ASSERT_OK(broker);
+  ASSERT_EQ(DevptsDevices(bare_mounts).size(), 0u);
+  auto r = RunCommand({NsjoinBinary(), "--socket", broker->socket(), "-t", "bare", "-m", "-u",
+                       "--pty", "--", "sh", "-c", NSB_PTY_PROBE " devpts; ls -A /dev; exit 4"});
+  EXPECT_EQ(r.status, 4) << r.err;
+  ASSERT_EQ(r.out.rfind("devpts ", 0), 0u) << r.out << r.err;
+  std::string device = r.out.substr(7, r.out.find('\r') - 7);
+  auto host = DevptsDevices();
+  EXPECT_EQ(std::count(host.begin(), host.end(), device), 0) << "a host devpts: " << r.out;
+  EXPECT_EQ(r.out, "devpts " + device + "\r\n") << "/dev inside is not empty";
+  EXPECT_EQ(DevptsDevices(bare_mounts).size(), 0u) << "a devpts was mounted in the target";
 }
 
 TEST_F(NsjoinTest, SetuidAndSetgidApplyAfterEntering) {

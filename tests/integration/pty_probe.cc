@@ -2,8 +2,12 @@
 //   pty_probe tiocsti TEXT   pushes TEXT into its stdin's terminal input (TIOCSTI), prints
 //                            "tiocsti: ok" or "tiocsti: <errno name>"
 //   pty_probe winch          prints "size ROWS COLS", waits for one SIGWINCH, prints it again
+//   pty_probe devpts         prints "devpts MAJ:MIN" (the devpts instance its stdin belongs
+//                            to: fstat's st_dev), or "devpts: not a pty"
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -44,6 +48,18 @@ int main(int argc, char** argv) {
     PrintSize();
     return 0;
   }
-  std::fprintf(stderr, "usage: pty_probe tiocsti TEXT | winch\n");
+  if (what == "devpts") {
+    // A pty slave is a character device of major 136-143 (UNIX98_PTY_SLAVE_MAJOR) on the
+    // devpts that made it: its number repeats in every instance, the instance's st_dev not.
+    struct stat st{};
+    if (fstat(0, &st) != 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) < 136 ||
+        major(st.st_rdev) > 143) {
+      std::printf("devpts: not a pty\n");
+      return 1;
+    }
+    std::printf("devpts %u:%u\n", major(st.st_dev), minor(st.st_dev));
+    return 0;
+  }
+  std::fprintf(stderr, "usage: pty_probe tiocsti TEXT | winch | devpts\n");
   return 2;
 }

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,21 @@
 #include "nsbroker/unique_fd.h"
 
 namespace nsbroker::testing {
+
+// "MAJ:MIN" of every devpts mounted in a mount namespace, from its `mountinfo`: by default
+// this process's (the host's, as far as the tests see it), or /proc/PID/mountinfo.
+inline std::vector<std::string> DevptsDevices(
+    const std::string& mountinfo = "/proc/self/mountinfo") {
+  std::vector<std::string> devices;
+  std::ifstream in(mountinfo);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string id, parent, device;
+    fields >> id >> parent >> device;
+    if (line.find(" - devpts ") != std::string::npos) devices.push_back(device);
+  }
+  return devices;
+}
 
 class Terminal {
  public:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The installed tree works as installed: `cmake --install --prefix /usr` (into a DESTDIR)
 # puts the config in /etc/nsbroker, the man pages carry project(VERSION), jailme is setuid,
-# and the shipped config passes the installed nsbrokerd's --check-config once the group of
-# sysusers.d/nsbroker.conf exists (and fails before).
+# and the shipped config passes the installed nsbrokerd's --check-config once the group and
+# the run_as user of sysusers.d/nsbroker.conf exist (and fails before).
 #   install_test.sh BUILD_DIR VERSION
 source "$(dirname "$0")/lib.sh"
 build=$1 version=$2
@@ -25,21 +25,29 @@ for page in usr/share/man/man8/nsbrokerd.8.gz usr/share/man/man1/nsjoin.1.gz \
   [[ $th == *"\"nsbroker $version\""* ]] || fail "$page: $th (want nsbroker $version)"
 done
 
-# The group comes from the installed sysusers.d file, into a copy of /etc/group that a
-# private mount namespace sees in place of the real one: the machine's groups stay as they are.
+# The group and the run_as user come from the installed sysusers.d file, into copies of
+# /etc/group and /etc/passwd that a private mount namespace sees in place of the real ones:
+# the machine's users and groups stay as they are.
 conf=$root/etc/nsbroker/nsbroker.conf
 check() {
-  unshare -m bash -c 'mount --bind "$1" /etc/group && exec "$2" -c "$3" --check-config' \
-    _ "$1" "$root/usr/sbin/nsbrokerd" "$conf"
+  unshare -m bash -c 'mount --bind "$1" /etc/group && mount --bind "$2" /etc/passwd &&
+                      exec "$3" -c "$4" --check-config' \
+    _ "$1" "$2" "$root/usr/sbin/nsbrokerd" "$conf"
 }
 grep -v '^nsbroker:' /etc/group >"$tmp/group.without"
-if out=$(check "$tmp/group.without" 2>&1); then fail "valid without the nsbroker group: $out"; fi
-[[ $out == *"unknown group 'nsbroker'"* ]] || fail "unexpected error: $out"
+grep -v '^nsbroker:' /etc/passwd >"$tmp/passwd.without"
+if out=$(check "$tmp/group.without" "$tmp/passwd.without" 2>&1); then
+  fail "valid without the nsbroker user and group: $out"
+fi
+[[ $out == *"unknown user 'nsbroker'"* || $out == *"unknown group 'nsbroker'"* ]] ||
+  fail "unexpected error: $out"
 mkdir -p "$tmp/sysroot/etc"
 cp "$tmp/group.without" "$tmp/sysroot/etc/group"
-grep -v '^nsbroker:' /etc/passwd >"$tmp/sysroot/etc/passwd"
+cp "$tmp/passwd.without" "$tmp/sysroot/etc/passwd"
 systemd-sysusers --root="$tmp/sysroot" "$root/usr/lib/sysusers.d/nsbroker.conf"
 grep -q '^nsbroker:' "$tmp/sysroot/etc/group" || fail "sysusers.d made no nsbroker group"
-out=$(check "$tmp/sysroot/etc/group" 2>&1) || fail "shipped config: $out"
+grep -q '^nsbroker:' "$tmp/sysroot/etc/passwd" || fail "sysusers.d made no nsbroker user"
+out=$(check "$tmp/sysroot/etc/group" "$tmp/sysroot/etc/passwd" 2>&1) ||
+  fail "shipped config: $out"
 expect_eq "$out" "$conf: OK, 1 targets" "--check-config"
 echo "install layout: OK"

@@ -7,12 +7,16 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <map>
 #include <memory>
 
 #include "handler.h"
+#include "opener.h"
+#include "opener_client.h"
 #include "test_util.h"
 #include "wire.h"
 
@@ -353,6 +357,72 @@ std::string KernelName(const ::testing::TestParamInfo<bool>& param) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, JailGrantTest, ::testing::Bool(), KernelName);
+
+// Privilege separation (docs/PRIVSEP.md): a server that dropped root can make no jail
+// descriptor a root peer could attach with; its root opener makes it, and the server adopts it.
+// The opener here is the real one (opener.h) in a forked process, over the real socketpair;
+// only the jail calls are the fake's.
+TEST(JailTarget, APrivilegeSeparatedServerGetsItsJailDescriptorsFromTheRootOpener) {
+  auto jails = std::make_shared<FakeJails>(true);
+  jails->Create(7, "www1");
+  Config config;
+  config.file = "test.conf";
+  config.targets.push_back({.name = "www1",
+                            .source = SourceType::kJail,
+                            .file = "www1",
+                            .expose = KindBit(NsKind::kJail)});
+  auto pair = SeqpacketPair();
+  ASSERT_TRUE(pair.has_value());
+  pid_t opener = fork();
+  ASSERT_GE(opener, 0);
+  if (opener == 0) {
+    pair->second.reset();
+    // The opener reaps and stops its server: a stand-in child, since this test is the server.
+    pid_t server = fork();
+    if (server == 0) {
+      pause();
+      _exit(0);
+    }
+    OpenerSetup setup{
+        .config = config,
+        .channel = std::move(pair->first),
+        .server = server,
+        .open = [jails](const TargetSpec& spec, bool) { return OpenJailTarget(spec, jails); }};
+    _exit(Opener(std::move(setup)).Run());
+  }
+  pair->first.reset();
+  // This process is the server after its drop: by itself it would hold no descriptor.
+  jails->DropRoot();
+  auto alone = OpenJailTarget(config.targets[0], jails);
+  ASSERT_TRUE(alone.has_value());
+  EXPECT_FALSE((*alone)->OpenJail(true)->descriptor.valid());
+
+  OpenerClient client(std::move(pair->second), config,
+                      [jails](std::int32_t jid, std::string name, UniqueFd fd) {
+                        return AdoptJailTarget(jails, jid, std::move(name), std::move(fd));
+                      });
+  auto catalog = Catalog::Open(config, client.Opener());
+  ASSERT_TRUE(catalog.has_value());
+  const CatalogEntry& entry = (*catalog)->entries()[0];
+  ASSERT_TRUE(entry.handle) << entry.gone;
+  auto jail = entry.handle->OpenJail(true);
+  ASSERT_TRUE(jail.has_value()) << jail.error().message;
+  EXPECT_EQ(jail->jid, 7);
+  EXPECT_EQ(jail->name, "www1");
+  ASSERT_TRUE(jail->descriptor.valid());
+  struct stat st{};
+  ASSERT_EQ(fstat(jail->descriptor.get(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));  // the fake's descriptor, made in the opener
+  // The jail removed and another under its jid: the adopted target is not served as it.
+  jails->Remove(7);
+  jails->Create(7, "other");
+  EXPECT_FALSE(entry.handle->OpenJail(true).has_value());
+
+  kill(opener, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(opener, &status, 0), opener);
+  EXPECT_TRUE(WIFEXITED(status));
+}
 
 }  // namespace
 }  // namespace nsbroker
