@@ -92,7 +92,14 @@ void Server::AfterCommit(std::function<void()> send) {
 void Server::Commit() {
   // Every line staged in this turn, in one write, before any of its responses.
   audit_->Commit();
+  replying_.swap(replies_);
   sending_.swap(outbox_);
+  for (Reply& reply : replying_) {
+    // A connection closed in between (idle, age) has its grant audited and never sent.
+    auto it = connections_.find(reply.id);
+    if (it != connections_.end()) Send(*it->second, std::move(reply.outcome));
+  }
+  replying_.clear();
   for (auto& send : sending_) send();
   sending_.clear();
 }
@@ -230,7 +237,7 @@ void Server::NoteUnread(uid_t uid, BorrowedFd conn, std::size_t fds) {
 std::size_t Server::FdBudget(uid_t uid) {
   // Responses decided but not sent yet are charged and not in any queue: send them first,
   // so that the queues looked at say what is unread.
-  if (!outbox_.empty()) Commit();
+  if (!replies_.empty() || !outbox_.empty()) Commit();
   Refresh(uid);
   return ledger_.Room(uid);
 }
@@ -384,20 +391,15 @@ void Server::OnReadable(Connection& conn, short what) {
 }
 
 void Server::Respond(Connection& conn, Outcome outcome) {
-  // Shared so that the callback is copyable (std::function): FreeBSD's libc++ 19 has no
-  // std::move_only_function.
-  auto out = std::make_shared<Outcome>(std::move(outcome));
-  AfterCommit([this, id = conn.id, out] {
-    // A connection closed in between (idle, age) has its grant audited and never sent.
-    auto it = connections_.find(id);
-    if (it != connections_.end()) Send(*it->second, std::move(*out));
-  });
+  replies_.push_back({conn.id, std::move(outcome)});
+  if (!flush_.pending()) flush_.Activate();
 }
 
 void Server::Send(Connection& conn, Outcome outcome) {
-  std::string bytes;
-  if (!outcome.response.SerializeToString(&bytes)) return Close(conn, "cannot serialize");
-  auto sent = SendDatagram(conn.fd, bytes, FdNumbers(outcome.fds));
+  if (!outcome.response.SerializeToString(&send_bytes_)) return Close(conn, "cannot serialize");
+  send_fds_.clear();
+  for (BorrowedFd fd : outcome.fds) send_fds_.push_back(fd.get());
+  auto sent = SendDatagram(conn.fd, send_bytes_, send_fds_);
   if (sent) {
     return;
   }
@@ -405,7 +407,7 @@ void Server::Send(Connection& conn, Outcome outcome) {
   if (e.sys_errno == EAGAIN) {
     // The peer is not reading: stop reading its requests until this response is gone, and
     // give it request_timeout_ms to make room.
-    conn.pending_bytes = std::move(bytes);
+    conn.pending_bytes = send_bytes_;
     conn.pending = std::move(outcome);
     conn.readable->Del();
     conn.writable->Add(std::chrono::milliseconds(catalog_->config().request_timeout_ms));

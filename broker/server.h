@@ -157,9 +157,19 @@ class Server {
   Event reap_;
   Event sweep_;
   Event refusal_flush_;  // writes the count of unlogged refusals when their second ends
-  // This turn's responses, sent after its audit lines are written (flush_).
+  // This turn's responses, sent after its audit lines are written (flush_): native ones as
+  // they are (no shared_ptr and std::function per response), the others' as callbacks.
+  struct Reply {
+    std::uint64_t id = 0;  // the connection's
+    Outcome outcome;
+  };
+  std::vector<Reply> replies_;
+  std::vector<Reply> replying_;
   std::vector<std::function<void()>> outbox_;
   std::vector<std::function<void()>> sending_;
+  // Send's buffers, reused: no allocation per response once they have grown.
+  std::string send_bytes_;
+  std::vector<int> send_fds_;
   Event flush_;
 };
 

@@ -21,8 +21,7 @@ struct UwsgiListener::Connection {
   std::uint64_t id = 0;
   UniqueFd fd;
   PeerIdentity peer;
-  std::unique_ptr<Event> writable;  // until the greeting is sent
-  std::unique_ptr<Event> readable;  // then until the peer closes
+  std::unique_ptr<Event> readable;  // after the greeting, until the peer closes
 };
 
 KindSet UwsgiKinds() {
@@ -68,6 +67,7 @@ Result<UniqueFd> BindUwsgiSocket(const Config& config) {
 UwsgiListener::UwsgiListener(Server& server, UniqueFd listen_fd)
     : server_(server),
       reap_(server.base(), -1, 0, [this](short) { graveyard_.clear(); }),
+      greet_(server.base(), -1, 0, [this](short) { GreetAccepted(); }),
       listener_(server.base(), std::move(listen_fd),
                 [this](UniqueFd conn) { OnAccept(std::move(conn)); }) {}
 
@@ -88,26 +88,44 @@ void UwsgiListener::OnAccept(UniqueFd fd) {
   c.id = next_id_++;
   c.fd = std::move(fd);
   c.peer = std::move(*peer);
+  open_.emplace(c.id, std::move(conn));
   // The greeting goes out from the loop, not from here: the listener accepts until EAGAIN,
   // and a client that reads, closes and reconnects within this callback would keep it
-  // accepting while no close is ever noticed, up to the per-uid connection limit.
-  c.writable = std::make_unique<Event>(server_.base(), c.fd.get(), EV_WRITE,
-                                       [this, &c](short) { Greet(c); });
-  c.writable->Add(std::chrono::milliseconds(server_.catalog().config().request_timeout_ms));
-  open_.emplace(c.id, std::move(conn));
+  // accepting while no close is ever noticed, up to the per-uid connection limit. Not
+  // through epoll either: a fresh socket is writable at once, so greet_ runs right after
+  // this callback, in the same loop pass, with no epoll_ctl for writability.
+  accepted_.push_back(c.id);
+  if (!greet_.pending()) greet_.Activate();
+}
+
+void UwsgiListener::GreetAccepted() {
+  greeting_.swap(accepted_);  // both keep their capacity: no allocation per pass
+  for (std::uint64_t id : greeting_) {
+    auto it = open_.find(id);
+    if (it != open_.end()) Greet(*it->second);
+  }
+  greeting_.clear();
 }
 
 void UwsgiListener::Greet(Connection& conn) {
-  conn.writable->Del();
   Decision decision =
       server_.Join(conn.peer, conn.fd,
                    {.target = server_.catalog().config().uwsgi_target, .usable = UwsgiKinds()});
   // Sent once the turn's audit lines are written; the decision keeps its descriptors open.
-  auto d = std::make_shared<Decision>(std::move(decision));  // copyable for std::function
-  server_.AfterCommit([this, id = conn.id, d] {
-    auto it = open_.find(id);
-    if (it != open_.end()) Send(*it->second, *d);
-  });
+  // One callback per batch, not a closure per connection: a Commit within Join
+  // (Server::FdBudget) sends the batch decided before it, and the next decision starts
+  // another.
+  if (decided_.empty()) server_.AfterCommit([this] { SendDecided(); });
+  decided_.push_back({conn.id, std::move(decision)});
+}
+
+void UwsgiListener::SendDecided() {
+  sending_.swap(decided_);
+  for (Decided& d : sending_) {
+    auto it = open_.find(d.id);
+    if (it != open_.end()) Send(*it->second, d.decision);
+  }
+  sending_.clear();
 }
 
 void UwsgiListener::Send(Connection& conn, const Decision& decision) {
@@ -135,7 +153,6 @@ void UwsgiListener::Send(Connection& conn, const Decision& decision) {
 // Refused, failed, or granted and then closed by the peer (or written to, which uWSGI's
 // client never does) or idle: done.
 void UwsgiListener::Close(Connection& conn) {
-  if (conn.writable) conn.writable->Del();
   if (conn.readable) conn.readable->Del();
   server_.Leave(conn.peer, std::move(conn.fd));
   auto it = open_.find(conn.id);

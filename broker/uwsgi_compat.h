@@ -54,7 +54,8 @@ std::vector<int> UwsgiSendList(const Decision& decision);
 
 // Serves uWSGI's format for the server's current uwsgi_target. Per connection: peer from
 // Server::Identify, the server's connection limits, Server::Join (policy, grant cache, audit,
-// counters, per-uid descriptor budget); a grant is one sendmsg of greeting + descriptors
+// counters, per-uid descriptor budget), decided right after the loop pass's accepts (a fresh
+// socket is writable: no epoll round trip); a grant is one sendmsg of greeting + descriptors
 // after the turn's audit lines (Server::AfterCommit), a
 // refusal closes with nothing sent. After a grant the peer sees EOF at once, as from uWSGI
 // (shutdown SHUT_WR), but our end stays open, its descriptors counted as unread, until the
@@ -72,7 +73,9 @@ class UwsgiListener {
  private:
   struct Connection;
   void OnAccept(UniqueFd fd);
+  void GreetAccepted();
   void Greet(Connection& conn);
+  void SendDecided();
   void Send(Connection& conn, const Decision& decision);
   void Close(Connection& conn);
 
@@ -82,6 +85,17 @@ class UwsgiListener {
   // Closed connections wait here until the loop is out of their callbacks; reap_ empties it.
   std::vector<std::unique_ptr<Connection>> graveyard_;
   Event reap_;
+  // Connections accepted in this loop pass, greeted by greet_ once the accepts are done.
+  std::vector<std::uint64_t> accepted_;
+  std::vector<std::uint64_t> greeting_;
+  Event greet_;
+  // Decided, sent by SendDecided after the audit lines of their turn.
+  struct Decided {
+    std::uint64_t id = 0;
+    Decision decision;
+  };
+  std::vector<Decided> decided_;
+  std::vector<Decided> sending_;
   Listener listener_;  // last: destroyed first, so no accept can reach a half-destroyed this
 };
 

@@ -168,10 +168,11 @@ TEST(Config, SelfConfigExposesEverythingToRootOnly) {
 }
 
 TEST(Config, PackagedExampleIsValidTextFormat) {
-  // Its group (nsbroker, from sysusers.d/nsbroker.conf) exists only where it is installed; a
-  // semantic error proves that the whole file parsed.
+  // Its user and group (nsbroker, from sysusers.d/nsbroker.conf) exist only where the package
+  // is installed (scripts/test-deb installs it): there it loads; elsewhere an unknown user or
+  // group, a semantic error, proves that the whole file parsed.
   auto config = LoadConfig(NSB_SOURCE_DIR "/packaging/nsbroker.conf");
-  ASSERT_FALSE(config.has_value());
+  if (config) return;
   EXPECT_TRUE(
       std::regex_search(config.error().message, std::regex(":\\d+:\\d+: .*unknown (user|group) '")))
       << config.error().message;
