@@ -27,7 +27,6 @@ namespace {
 
 // The run_as of these tests: not 65534, which the unprivileged joiners below use.
 constexpr char kRunAs[] = "run_as: \"daemon\"\nsocket_mode: \"0666\"\n";
-constexpr uid_t kDaemonUid = 1;
 
 std::string PidTarget(const std::string& name, pid_t pid, const std::string& extra = "") {
   return "target { name: \"" + name + "\" pid: " + std::to_string(pid) +
