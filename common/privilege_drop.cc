@@ -15,7 +15,7 @@ template <class Count>
 int SetGroupsAs(int (*set)(Count, const gid_t*), std::size_t count, const gid_t* groups) {
   return set(static_cast<Count>(count), groups);
 }
-int KernelSetGroups(std::size_t count, const gid_t* groups) {
+int SetGroups(std::size_t count, const gid_t* groups) {
   return SetGroupsAs(::setgroups, count, groups);
 }
 
@@ -25,43 +25,27 @@ std::string Ids(unsigned r, unsigned e, unsigned s) {
 
 }  // namespace
 
-const IdCalls& KernelIdCalls() {
-  static constexpr IdCalls kKernel{
-      .setgroups = KernelSetGroups,
-      .setresgid = ::setresgid,
-      .setresuid = ::setresuid,
-      .getresuid = ::getresuid,
-      .getresgid = ::getresgid,
-      .getgroups = ::getgroups,
-      .setuid = ::setuid,
-      .seteuid = ::seteuid,
-      .setgid = ::setgid,
-      .setegid = ::setegid,
-  };
-  return kKernel;
-}
-
-Result<void> DropPrivilegesTo(const Credentials& to, const IdCalls& calls) {
+Result<void> DropPrivilegesTo(const Credentials& to) {
   const std::string uid = std::to_string(to.uid), gid = std::to_string(to.gid);
   // Groups and gids first: setgroups(2) and setresgid(2) need CAP_SETGID, which the uid
   // change takes away. All three ids of each kind change, so neither a saved nor a real id
   // keeps a way back (setresuid(2)); capabilities(7): once every uid is nonzero the kernel
   // clears the permitted, effective and ambient sets.
-  if (calls.setgroups(to.groups.size(), to.groups.data()) != 0) {
+  if (SetGroups(to.groups.size(), to.groups.data()) != 0) {
     return SysError(ErrorCode::kInternal, "setgroups");
   }
-  if (calls.setresgid(to.gid, to.gid, to.gid) != 0) {
+  if (::setresgid(to.gid, to.gid, to.gid) != 0) {
     return SysError(ErrorCode::kInternal, "setresgid " + gid);
   }
-  if (calls.setresuid(to.uid, to.uid, to.uid) != 0) {
+  if (::setresuid(to.uid, to.uid, to.uid) != 0) {
     return SysError(ErrorCode::kInternal, "setresuid " + uid);
   }
 
   // Verify rather than trust the return values: a kernel or LSM surprise must stop us.
   uid_t ru, eu, su;
   gid_t rg, eg, sg;
-  if (calls.getresuid(&ru, &eu, &su) != 0) return SysError(ErrorCode::kInternal, "getresuid");
-  if (calls.getresgid(&rg, &eg, &sg) != 0) return SysError(ErrorCode::kInternal, "getresgid");
+  if (::getresuid(&ru, &eu, &su) != 0) return SysError(ErrorCode::kInternal, "getresuid");
+  if (::getresgid(&rg, &eg, &sg) != 0) return SysError(ErrorCode::kInternal, "getresgid");
   if (ru != to.uid || eu != to.uid || su != to.uid) {
     return MakeError(ErrorCode::kInternal,
                      "the drop did not take: uids are " + Ids(ru, eu, su) + ", expected " + uid);
@@ -72,7 +56,7 @@ Result<void> DropPrivilegesTo(const Credentials& to, const IdCalls& calls) {
   }
   // One more slot than expected, so that an extra group shows as a different count.
   std::vector<gid_t> now(to.groups.size() + 1);
-  int n = calls.getgroups(static_cast<int>(now.size()), now.data());
+  int n = ::getgroups(static_cast<int>(now.size()), now.data());
   if (n < 0) return SysError(ErrorCode::kInternal, "getgroups");
   now.resize(static_cast<std::size_t>(n));
   std::vector<gid_t> want = to.groups;
@@ -84,10 +68,10 @@ Result<void> DropPrivilegesTo(const Credentials& to, const IdCalls& calls) {
                                                std::to_string(want.size()) + " expected");
   }
   if (to.uid == 0) return {};  // root asked to stay root (jailme run by root): nothing to regain
-  if (calls.setuid(0) == 0 || calls.seteuid(0) == 0) {
+  if (::setuid(0) == 0 || ::seteuid(0) == 0) {
     return MakeError(ErrorCode::kInternal, "setuid(0) still succeeds after the drop to uid " + uid);
   }
-  if (to.gid != 0 && (calls.setgid(0) == 0 || calls.setegid(0) == 0)) {
+  if (to.gid != 0 && (::setgid(0) == 0 || ::setegid(0) == 0)) {
     return MakeError(ErrorCode::kInternal, "setgid(0) still succeeds after the drop to gid " + gid);
   }
   return {};

@@ -24,30 +24,12 @@ struct Credentials {
   std::vector<gid_t> groups;
 };
 
-// The kernel calls of the drop, a seam so that a test can play a kernel that half-drops or
-// lets root back in (the real one never does when unprivileged, so only a fake shows that the
-// verification catches it).
-struct IdCalls {
-  int (*setgroups)(std::size_t count, const gid_t* groups);
-  int (*setresgid)(gid_t rgid, gid_t egid, gid_t sgid);
-  int (*setresuid)(uid_t ruid, uid_t euid, uid_t suid);
-  int (*getresuid)(uid_t* ruid, uid_t* euid, uid_t* suid);
-  int (*getresgid)(gid_t* rgid, gid_t* egid, gid_t* sgid);
-  int (*getgroups)(int size, gid_t* list);
-  int (*setuid)(uid_t uid);
-  int (*seteuid)(uid_t uid);
-  int (*setgid)(gid_t gid);
-  int (*setegid)(gid_t gid);
-};
-const IdCalls& KernelIdCalls();
-
 // setgroups, setresgid, setresuid, in that order [openssh uidswap.c permanently_set_uid],
 // then verifies rather than trusts: getresuid/getresgid report `to` three times each,
 // getgroups reports `to.groups` (in any order), and unless `to` is root, setuid(0),
 // seteuid(0), and (unless its gid is 0) setgid(0) and setegid(0) all fail. Any failure or
 // mismatch is kInternal naming the call and the ids it saw. Needs euid 0 (CAP_SETUID and
 // CAP_SETGID); without it, setgroups is the call that fails.
-[[nodiscard]] Result<void> DropPrivilegesTo(const Credentials& to,
-                                            const IdCalls& calls = KernelIdCalls());
+[[nodiscard]] Result<void> DropPrivilegesTo(const Credentials& to);
 
 }  // namespace nsbroker
