@@ -8,7 +8,6 @@
 #include <ctime>
 
 #include "audit_json.h"
-#include "systemd.h"
 
 namespace nsbroker {
 namespace {
@@ -69,21 +68,6 @@ std::string_view UtcSecond(std::chrono::system_clock::time_point now) {
   return text;
 }
 
-void WriteAll(int fd, std::string_view text) {
-  while (!text.empty()) {
-    ssize_t n = write(fd, text.data(), text.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    text.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
-// "<N>" where journald reads stderr, so that it files the line at that priority.
-std::string JournalPrefix(LogPriority priority) {
-  if (!StderrIsJournal()) return "";
-  return "<" + std::to_string(static_cast<int>(priority)) + ">";
-}
-
 }  // namespace
 
 std::string FormatAuditLine(const AuditRecord& r, std::chrono::system_clock::time_point now) {
@@ -107,20 +91,6 @@ std::string FormatAuditLine(const AuditRecord& r, std::chrono::system_clock::tim
   AppendEscaped(line, r.reason);
   line += '"';
   return line;
-}
-
-Result<UniqueFd> OpenAuditFile(const std::string& spec) {
-  if (spec == "syslog" || spec == "-") return UniqueFd();
-  UniqueFd file(open(spec.c_str(),
-                     O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK,
-                     0640));
-  if (!file.valid()) return SysError("audit_log " + spec);
-  struct stat st;
-  if (fstat(file.get(), &st) != 0) return SysError("audit_log " + spec);
-  if (!S_ISREG(st.st_mode)) {
-    return MakeError(ErrorCode::kPermissionDenied, "audit_log " + spec + " is not a regular file");
-  }
-  return file;
 }
 
 Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& spec, AuditFormat format) {
@@ -171,13 +141,6 @@ void AuditLog::Commit() {
   // interleave within a line.
   WriteAll(file_.valid() ? file_.get() : STDERR_FILENO, staged_);
   staged_.clear();
-}
-
-void LogLine(std::string_view message, LogPriority priority) {
-  std::string line = JournalPrefix(priority) + "nsbrokerd: ";
-  line += message;
-  line += '\n';
-  WriteAll(STDERR_FILENO, line);
 }
 
 }  // namespace nsbroker

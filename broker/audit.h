@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config.h"
+#include "log.h"
 #include "nsbroker/error.h"
 #include "nsbroker/unique_fd.h"
 #include "policy.h"
@@ -73,16 +74,5 @@ class AuditLog {
   bool syslog_ = false;
   std::string staged_;  // complete lines, newline-terminated
 };
-
-// The file an audit_log `spec` names, opened as AuditLog::Open does; an invalid descriptor for
-// "-" (stderr) and "syslog".
-[[nodiscard]] Result<UniqueFd> OpenAuditFile(const std::string& spec);
-
-// syslog(3) priorities, for the "<N>" prefix journald reads (sd-daemon(3)).
-enum class LogPriority { kError = 3, kWarning = 4, kNotice = 5, kInfo = 6 };
-
-// One operational line on stderr: "nsbrokerd: MESSAGE", as "<N>nsbrokerd: MESSAGE" when
-// journald reads stderr ($JOURNAL_STREAM).
-void LogLine(std::string_view message, LogPriority priority = LogPriority::kInfo);
 
 }  // namespace nsbroker

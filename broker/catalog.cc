@@ -9,11 +9,6 @@ constexpr std::chrono::milliseconds kMaxBackoff{10000};
 
 }  // namespace
 
-bool SameSource(const TargetSpec& a, const TargetSpec& b) {
-  return a.source == b.source && a.pid == b.pid && a.file == b.file && a.oci == b.oci &&
-         a.paths == b.paths && a.expose == b.expose;
-}
-
 std::size_t Catalog::Cost(const TargetSpec& spec, bool hold) {
   auto kinds = static_cast<std::size_t>(KindSetSize(spec.expose));
   switch (spec.source) {

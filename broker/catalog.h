@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "config.h"
+#include "target_table.h"
 #include "targets.h"
 
 namespace nsbroker {
@@ -41,11 +42,6 @@ using TargetOpener = std::function<Result<TargetHandlePtr>(const TargetSpec&, bo
 inline constexpr char kOpening[] = "opening (start-up or reload in progress)";
 // The reason given for an oci target while its runtime is asked for the first time.
 inline constexpr char kResolving[] = "resolving";
-
-// Whether a handle opened for `a` serves `b` as well: the same source, the same kinds.
-// Allow rules may differ; they are policy, applied per request. A reload keeps the handles of
-// such targets, in the server and in the privilege-separated opener alike.
-bool SameSource(const TargetSpec& a, const TargetSpec& b);
 
 class Catalog {
  public:

@@ -1,6 +1,8 @@
 // nsbrokerd: parses the command line and runs the service (see nsbrokerd(8)).
+#include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "audit.h"
@@ -17,7 +19,8 @@ constexpr char kUsage[] =
     "  --socket PATH    serve on PATH instead of the config's socket\n"
     "  --self           without -c: expose this process's namespaces as target 'self' to root\n"
     "  -v               log connections\n"
-    "  -V, --version    print the version and exit\n";
+    "  -V, --version    print the version and exit\n"
+    "  --compile-config FD  internal: the opener's reload step (nsbrokerd(8))\n";
 
 int Usage(const char* problem) {
   std::fprintf(stderr, "nsbrokerd: %s\n%s", problem, kUsage);
@@ -33,6 +36,7 @@ int main(int argc, char** argv) {
   google::protobuf::SetLogHandler(nullptr);
   nsbroker::ServiceOptions options;
   bool check = false;
+  std::optional<int> compile_fd;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -47,6 +51,15 @@ int main(int argc, char** argv) {
       options.socket = v;
     } else if (arg == "--check-config") {
       check = true;
+    } else if (arg == "--compile-config") {
+      const char* v = value();
+      int fd = -1;
+      std::string_view s = v == nullptr ? "" : v;
+      auto [end, error] = std::from_chars(s.data(), s.data() + s.size(), fd);
+      if (s.empty() || error != std::errc() || end != s.data() + s.size() || fd < 0) {
+        return Usage("--compile-config needs a descriptor number");
+      }
+      compile_fd = fd;
     } else if (arg == "--self") {
       options.self = true;
     } else if (arg == "-v" || arg == "--verbose") {
@@ -62,6 +75,7 @@ int main(int argc, char** argv) {
     }
   }
   if (options.self && options.config_given) return Usage("--self is the config: drop -c");
+  if (compile_fd) return nsbroker::CompileConfigInto(options, nsbroker::UniqueFd(*compile_fd));
   if (check) {
     // What start-up would say: errors exit 1, unavailable targets are warnings.
     auto report = nsbroker::CheckConfig(options);

@@ -2,16 +2,19 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstring>
+#include <string_view>
 #include <unordered_map>
 
-#include "audit.h"
+#include "log.h"
+#include "process.h"
+#include "sealed_memfd.h"
 #include "systemd.h"
 #include "wire.h"
 
@@ -20,14 +23,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr int kDaemonSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
-
-sigset_t DaemonSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  for (int sig : kDaemonSignals) sigaddset(&set, sig);
-  return set;
-}
+// A table's fixed fields per target can outweigh the text that declared them.
+constexpr std::size_t kMaxCompiledBytes = 4 * kMaxConfigBytes;
+// What the compile step says when the config does not parse: one FILE:LINE:COL message.
+constexpr std::size_t kMaxCompileError = 64 * 1024;
 
 // Set by the handlers, which run only inside ppoll (the signals are blocked elsewhere).
 volatile sig_atomic_t g_stop = 0;
@@ -44,24 +43,7 @@ void OnSignal(int sig) {
   }
 }
 
-// The config bytes for the server, in a memfd sealed against every change, so that what the
-// server parses is what the opener parsed.
-Result<UniqueFd> SealedMemfd(std::string_view bytes) {
-  UniqueFd fd(memfd_create("nsbroker.conf", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!fd.valid()) return SysError("memfd_create");
-  for (std::size_t at = 0; at < bytes.size();) {
-    ssize_t n = write(fd.get(), bytes.data() + at, bytes.size() - at);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return SysError("write memfd");
-    at += static_cast<std::size_t>(n);
-  }
-  if (fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    return SysError("seal memfd");
-  }
-  return fd;
-}
-
-std::string ServerStatus(int status) {
+std::string ExitStatus(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
   return "ended with wait status " + std::to_string(status);
@@ -93,28 +75,34 @@ void SetError(privsep::Reply& reply, const Error& error) {
 
 }  // namespace
 
-void BlockDaemonSignals() {
-  sigset_t set = DaemonSignals();
-  sigprocmask(SIG_BLOCK, &set, nullptr);
-}
-
-void UnblockDaemonSignals() {
-  sigset_t set = DaemonSignals();
-  sigprocmask(SIG_UNBLOCK, &set, nullptr);
-}
-
-Result<Forked> ForkServer(int death_signal) {
-  auto pair = SeqpacketPair();
-  if (!pair) return std::unexpected(std::move(pair.error()));
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) return SysError(ErrorCode::kResourceExhausted, "fork the server");
-  if (pid > 0) return Forked{.pid = pid, .channel = std::move(pair->first)};
-  pair->first.reset();
-  if (auto set = SetParentDeathSignal(death_signal); !set) return std::unexpected(set.error());
-  // The opener may have died before the death signal was armed: then nothing would come.
-  if (getppid() != parent) return MakeError(ErrorCode::kUnavailable, "the opener exited");
-  return Forked{.pid = 0, .channel = std::move(pair->second)};
+Result<OpenerSetup> TakeHandover(UniqueFd handover) {
+  auto bytes = ReadSealed(handover, kMaxCompiledBytes, "the hand-over");
+  if (!bytes) return std::unexpected(std::move(bytes.error()));
+  auto h = DecodeHandover(*bytes);
+  if (!h) return std::unexpected(std::move(h.error()));
+  OpenerSetup setup{.config_path = std::move(h->config_path),
+                    .channel = UniqueFd(h->channel),
+                    .self_exe = UniqueFd(h->self_exe),
+                    .server = h->server,
+                    .socket_file = ScopedSocketFile(std::move(h->socket_file)),
+                    .uwsgi_file = ScopedSocketFile(std::move(h->uwsgi_file))};
+  for (const UniqueFd* fd : {&setup.channel, &setup.self_exe}) {
+    if (fcntl(fd->get(), F_SETFD, FD_CLOEXEC) != 0) {
+      return SysError(ErrorCode::kInvalidRequest, "descriptor " + std::to_string(fd->get()));
+    }
+  }
+  struct stat st;
+  if (fstat(setup.channel.get(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return MakeError(ErrorCode::kInvalidRequest, "the hand-over's channel is not a socket");
+  }
+  if (fstat(setup.self_exe.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return MakeError(ErrorCode::kInvalidRequest, "the hand-over's nsbrokerd is not a file");
+  }
+  if (!h->config.run_as) return MakeError(ErrorCode::kInvalidRequest, "a hand-over without run_as");
+  setup.run_as = std::move(*h->config.run_as);
+  h->config.run_as.reset();
+  setup.config = std::move(h->config);
+  return setup;
 }
 
 Opener::Opener(OpenerSetup setup) : setup_(std::move(setup)) {
@@ -133,6 +121,8 @@ int Opener::Run() {
   sigset_t waiting;
   sigprocmask(SIG_SETMASK, nullptr, &waiting);
   for (int sig : kDaemonSignals) sigdelset(&waiting, sig);
+  // The server may have exited before the handlers were set: its SIGCHLD waits pending.
+  g_child = 1;
   // Replies must never block the opener: a full queue means the server broke the protocol.
   fcntl(setup_.channel.get(), F_SETFL, fcntl(setup_.channel.get(), F_GETFL) | O_NONBLOCK);
   while (!exit_) {
@@ -191,7 +181,7 @@ void Opener::OnServerExit() {
   int status = 0;
   pid_t got = waitpid(setup_.server, &status, WNOHANG);
   if (got != setup_.server) return;
-  LogLine("opener: the server (pid " + std::to_string(setup_.server) + ") " + ServerStatus(status),
+  LogLine("opener: the server (pid " + std::to_string(setup_.server) + ") " + ExitStatus(status),
           WIFEXITED(status) && WEXITSTATUS(status) == 0 ? LogPriority::kInfo : LogPriority::kError);
   setup_.server = 0;
   exit_ = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
@@ -399,26 +389,23 @@ void Opener::Reload() {
       g_reload = 1;
     }
   };
-  const ServiceOptions& options = setup_.options;
-  auto text = ReadConfigFile(options.config_path);
-  if (!text) return failed(text.error().message);
-  auto next = ParseConfig(*text, options.config_path);
-  if (!next) return failed(next.error().message);
-  if (options.socket) next->socket = *options.socket;
-  if (!next->run_as || !SameRunAs(*next->run_as, setup_.run_as)) {
+  auto compiled = Compile();
+  if (!compiled) return failed(compiled.error().message);
+  Config& next = compiled->table;
+  if (!next.run_as || !SameRunAs(*next.run_as, setup_.run_as)) {
     LogLine("reload: run_as changes only on restart");
   }
-  next->run_as.reset();
+  next.run_as.reset();
   const Config& now = current_.config;
   std::vector<int> fds;
-  auto memfd = SealedMemfd(*text);
+  auto memfd = SealedMemfd("nsbroker.conf", compiled->text);
   if (!memfd) return failed(memfd.error().message);
   fds.push_back(memfd->get());
   privsep::Reply reply{.op = privsep::Op::kReload, .generation = current_.id + 1};
   UniqueFd audit;
-  if (next->audit_log != now.audit_log || next->audit_format != now.audit_format) {
+  if (next.audit_log != now.audit_log || next.audit_format != now.audit_format) {
     // Opened here, as root, as at start: the server could not open a root-only log.
-    auto file = OpenAuditFile(next->audit_log);
+    auto file = OpenAuditFile(next.audit_log);
     if (!file) return failed(file.error().message);
     audit = std::move(*file);
     if (audit.valid()) {
@@ -429,7 +416,7 @@ void Opener::Reload() {
   reply.count = static_cast<std::uint32_t>(fds.size());
   auto offered = std::make_unique<Generation>();
   offered->id = reply.generation;
-  offered->config = std::move(*next);
+  offered->config = std::move(next);
   // The server's catalog keeps the handle of every target whose source did not change, and
   // may fetch from it under its new index: so does this table.
   std::unordered_map<std::string_view, std::size_t> by_name;
@@ -441,6 +428,64 @@ void Opener::Reload() {
   }
   offered_ = std::move(offered);
   Send(reply, fds);
+}
+
+Result<CompiledConfig> Opener::Compile() {
+  if (!setup_.self_exe.valid()) {
+    return MakeError(ErrorCode::kUnavailable, "this opener has no nsbrokerd to compile with");
+  }
+  auto out = EmptyMemfd("nsbroker.compiled");
+  if (!out) return std::unexpected(std::move(out.error()));
+  // The child has the memfd at the same number; argv strings are made before the fork.
+  std::string name = "nsbrokerd", c = "-c", flag = "--compile-config";
+  std::string path = setup_.config_path, fd = std::to_string(out->get());
+  char* argv[] = {name.data(), c.data(), path.data(), flag.data(), fd.data(), nullptr};
+  auto child = ForkWatched();
+  if (!child) return std::unexpected(std::move(child.error()));
+  if (child->pid == 0) {
+    // Only the memfd crosses the exec (everything else is close-on-exec), with no signal
+    // blocked and an empty environment: nothing of the opener's state reaches the compiler.
+    fcntl(out->get(), F_SETFD, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    char* envp[] = {nullptr};
+    (void)ExecFd(setup_.self_exe, argv, envp);
+    _exit(127);
+  }
+  // The loop's signals stay blocked here: one that comes is handled when the loop resumes.
+  auto deadline = Clock::now() + kCompileTimeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      kill(child->pid, SIGKILL);
+      break;
+    }
+    timespec timeout{.tv_sec = static_cast<time_t>(left.count() / 1000000000),
+                     .tv_nsec = static_cast<long>(left.count() % 1000000000)};
+    pollfd p{child->watch.get(), POLLIN, 0};
+    if (ppoll(&p, 1, &timeout, nullptr) > 0) break;
+  }
+  int status = 0;
+  while (waitpid(child->pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const std::string what = "nsbrokerd --compile-config " + setup_.config_path;
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && Clock::now() >= deadline) {
+    return MakeError(ErrorCode::kUnavailable, what + " did not finish within " +
+                                                  std::to_string(kCompileTimeout.count()) + " s");
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 1) {
+    // The config did not parse: the message is its FILE:LINE:COL, as at start-up.
+    auto why = ReadSealed(*out, kMaxCompileError, "the compile step's error");
+    if (!why) return std::unexpected(std::move(why.error()));
+    return MakeError(ErrorCode::kInvalidRequest, *why);
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return MakeError(ErrorCode::kInternal, what + " " + ExitStatus(status));
+  }
+  auto bytes = ReadSealed(*out, kMaxCompiledBytes, "the compiled config");
+  if (!bytes) return std::unexpected(std::move(bytes.error()));
+  return DecodeCompiledConfig(*bytes);
 }
 
 void Opener::OnSwitched(const privsep::Request& request) {

@@ -1,29 +1,31 @@
-// Owns the root half of privilege separation (run_as; docs/PRIVSEP.md): the process systemd
-// started, which keeps root after forking the unprivileged server and answers only that
-// child's fixed requests (privsep_protocol.h): open or re-resolve target i, fetch fresh
-// descriptors of target i. It re-reads the config on SIGHUP, talks to systemd (sd_notify as
-// MainPID), and exits when the server does. Never reads a byte from a user, runs no libevent
-// loop, parses no protobuf.
+// Owns the root half of privilege separation (run_as; docs/PRIVSEP.md): nsbroker-opener, which
+// nsbrokerd execs in place of itself after forking the unprivileged server, and which answers
+// only that child's fixed requests (privsep_protocol.h): open or re-resolve target i, fetch
+// fresh descriptors of target i. On SIGHUP it has nsbrokerd compile the config and offers it;
+// it talks to systemd (sd_notify as MainPID), and exits when the server does. Never reads a
+// byte from a user, runs no libevent loop, parses no protobuf.
 //
-//   auto server = nsbroker::ForkServer();            // {channel, pid}; in the child: pid 0
-//   if (server->pid > 0) return nsbroker::Opener(std::move(setup)).Run();
+//   auto setup = nsbroker::TakeHandover(memfd);        // what nsbrokerd handed over
+//   if (setup) return nsbroker::Opener(std::move(*setup)).Run();
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "catalog.h"
 #include "config.h"
 #include "nsbroker/error.h"
 #include "nsbroker/unique_fd.h"
 #include "privsep_protocol.h"
-#include "service.h"
+#include "socket_file.h"
+#include "target_table.h"
+#include "targets.h"
 
 namespace nsbroker {
 
@@ -33,34 +35,28 @@ inline constexpr std::uint32_t kMaxOpenerRequestsPerSecond = 100000;
 // How long a stopping opener waits for its server before SIGKILL.
 inline constexpr std::chrono::seconds kServerStopTimeout{10};
 
-// The signals the opener takes in its poll loop (blocked from before the fork until each
-// process waits for them its own way: the opener in ppoll, the server in libevent).
-void BlockDaemonSignals();
-void UnblockDaemonSignals();
+// How long a reload's compile step (nsbrokerd --compile-config) may take. Parsing takes
+// milliseconds; the server's requests wait meanwhile, so the bound stays below its reply
+// timeout (opener_client.h).
+inline constexpr std::chrono::seconds kCompileTimeout{5};
 
-// A fork of this process, joined to it by a SOCK_SEQPACKET socketpair: in the parent `pid` is
-// the child's and `channel` the parent's end; in the child, pid 0 and the child's end, and the
-// child gets `death_signal` when the parent dies (checked after it was set: a parent already
-// gone is an error).
-struct Forked {
-  pid_t pid = 0;
-  UniqueFd channel;
-};
-[[nodiscard]] Result<Forked> ForkServer(int death_signal);
-
-// The platform's "signal me when my parent dies" (Linux prctl, FreeBSD procctl).
-[[nodiscard]] Result<void> SetParentDeathSignal(int sig);
+// How the opener opens a target: the platform's OpenTarget, or a fake in tests of jail logic.
+using OpenFunction = std::function<Result<TargetHandlePtr>(const TargetSpec&, bool hold)>;
 
 struct OpenerSetup {
-  ServiceOptions options;
-  Config config;  // generation 1: what the server forked with (run_as cleared)
-  RunAs run_as;   // for reloads: run_as changes only on restart
+  std::string config_path;  // compiled again on SIGHUP
+  Config config;            // generation 1's target table: what the server forked with
+  RunAs run_as;             // for reloads: run_as changes only on restart
   UniqueFd channel;
-  pid_t server = 0;  // our unreaped child: its pid cannot be reused until we wait for it
+  UniqueFd self_exe;  // nsbrokerd, which compiles a reload's config (invalid: no reloads)
+  pid_t server = 0;   // our unreaped child: its pid cannot be reused until we wait for it
   ScopedSocketFile socket_file, uwsgi_file;  // unlinked when the opener exits
-  // How targets are opened (tests of jail logic pass a fake; see catalog.h).
-  TargetOpener open = OpenTarget;
+  OpenFunction open = OpenTarget;
 };
+
+// The setup nsbrokerd handed over in the sealed memfd `handover` (privsep.h ExecOpener): its
+// descriptors adopted (close-on-exec again), each checked to be what it should be.
+[[nodiscard]] Result<OpenerSetup> TakeHandover(UniqueFd handover);
 
 class Opener {
  public:
@@ -88,6 +84,9 @@ class Opener {
   void Fetch(Generation& generation, const privsep::Request& request);
   void OnSwitched(const privsep::Request& request);
   void Reload();
+  // Runs `nsbrokerd --compile-config` on the config file (bounded by kCompileTimeout): the
+  // text and its target table, or the parse error (FILE:LINE:COL).
+  [[nodiscard]] Result<CompiledConfig> Compile();
   void Send(const privsep::Reply& reply, const std::vector<int>& fds);
   Generation* Find(std::uint64_t id);
   // Logs `why`, kills the server and ends the loop with exit status 1.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "sealed_memfd.h"
 #include "wire.h"
 
 namespace nsbroker {
@@ -52,29 +53,6 @@ class DeferredOpen : public Resolution {
  private:
   Event event_;
 };
-
-// The sealed memfd the opener wrote (opener.cc SealedMemfd): nothing can change it now.
-Result<std::string> ReadSealed(BorrowedFd fd) {
-  int seals = fcntl(fd.get(), F_GET_SEALS);
-  constexpr int kNeeded = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
-  if (seals < 0 || (seals & kNeeded) != kNeeded) {
-    return MakeError(ErrorCode::kInvalidRequest, "the opener's config is not a sealed memfd");
-  }
-  struct stat st;
-  if (fstat(fd.get(), &st) != 0) return SysError(ErrorCode::kInternal, "fstat config memfd");
-  auto size = static_cast<std::size_t>(st.st_size);
-  if (st.st_size < 0 || size > kMaxConfigBytes) {
-    return MakeError(ErrorCode::kInvalidRequest, "the opener's config is too large");
-  }
-  std::string text(size, '\0');
-  for (std::size_t at = 0; at < size;) {
-    ssize_t n = pread(fd.get(), text.data() + at, size - at, static_cast<off_t>(at));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return SysError(ErrorCode::kInternal, "read config memfd");
-    at += static_cast<std::size_t>(n);
-  }
-  return text;
-}
 
 // The descriptors of a reply, each checked to be what its kind says (targets.h VerifyEntry),
 // and together exactly one of each kind in `kinds`.
@@ -168,7 +146,7 @@ Result<std::variant<OpenerClient::Answer, ReloadOffer>> OpenerClient::ReadOne() 
   if (reply->generation != generation_ + 1 || datagram->fds.size() != (audit ? 2u : 1u)) {
     return Lost("a malformed reload");
   }
-  auto text = ReadSealed(datagram->fds[0]);
+  auto text = ReadSealed(datagram->fds[0], kMaxConfigBytes, "the opener's config");
   if (!text) return Lost(text.error().message);
   ReloadOffer offer{.generation = reply->generation, .text = std::move(*text), .audit = {}};
   if (audit) offer.audit = std::move(datagram->fds[1]);

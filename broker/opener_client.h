@@ -22,14 +22,13 @@
 #include "nsbroker/error.h"
 #include "nsbroker/unique_fd.h"
 #include "privsep_protocol.h"
+#include "target_table.h"
 
 namespace nsbroker {
 
 // How long the server waits for a reply: the opener answers at once, but opening an oci
 // target runs the container runtime (at most its timeout_ms).
 inline constexpr std::chrono::seconds kOpenerReplyTimeout{10};
-// The largest config the opener may hand over in its memfd.
-inline constexpr std::size_t kMaxConfigBytes = 64u << 20;
 
 // A reload the opener offers: the config bytes it parsed, and the new audit file if any.
 struct ReloadOffer {

@@ -13,10 +13,11 @@
 #include "catalog.h"
 #include "ledger.h"
 #include "loop.h"
-#include "opener.h"
 #include "opener_client.h"
 #include "privileges.h"
+#include "privsep.h"
 #include "sandbox.h"
+#include "sealed_memfd.h"
 #include "server.h"
 #include "systemd.h"
 #include "trusted_file.h"
@@ -85,37 +86,6 @@ Result<UniqueFd> BindSocket(const Config& config) {
   return ListenUnixSocket(*addr, SOCK_SEQPACKET, config, "broker");
 }
 
-ScopedSocketFile::ScopedSocketFile(const std::string& path) {
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0) return;
-  path_ = path;
-  dev_ = st.st_dev;
-  ino_ = st.st_ino;
-}
-
-ScopedSocketFile::ScopedSocketFile(ScopedSocketFile&& other) noexcept
-    : path_(std::exchange(other.path_, {})), dev_(other.dev_), ino_(other.ino_) {}
-
-ScopedSocketFile& ScopedSocketFile::operator=(ScopedSocketFile&& other) noexcept {
-  if (this != &other) {
-    Unlink();
-    path_ = std::exchange(other.path_, {});
-    dev_ = other.dev_;
-    ino_ = other.ino_;
-  }
-  return *this;
-}
-
-ScopedSocketFile::~ScopedSocketFile() { Unlink(); }
-
-void ScopedSocketFile::Unlink() {
-  struct stat st;
-  if (path_.empty() || lstat(path_.c_str(), &st) != 0) return;
-  if (st.st_dev != dev_ || st.st_ino != ino_) return;
-  if (unlink(path_.c_str()) != 0) LogLine("unlink " + path_ + ": " + std::strerror(errno));
-  path_.clear();
-}
-
 namespace {
 
 std::size_t Listeners(const Config& config) { return config.uwsgi_socket.empty() ? 1 : 2; }
@@ -154,12 +124,6 @@ std::vector<std::string> Warnings(const Catalog& catalog) {
 
 }  // namespace
 
-std::string StatusText(const ServingFigures& f) {
-  return std::to_string(f.targets) + " targets (" + std::to_string(f.available) + " available); " +
-         std::to_string(f.grants) + " grants, " + std::to_string(f.denials) + " denials, " +
-         std::to_string(f.errors) + " errors, " + std::to_string(f.connections) + " connections";
-}
-
 Result<ConfigReport> CheckConfig(const ServiceOptions& options) {
   auto config = LoadServiceConfig(options);
   if (!config) return std::unexpected(std::move(config.error()));
@@ -177,11 +141,21 @@ Result<ConfigReport> CheckConfig(const ServiceOptions& options) {
   return report;
 }
 
+int CompileConfigInto(const ServiceOptions& options, UniqueFd out) {
+  auto text = ReadConfigFile(options.config_path);
+  Result<Config> config = text ? ParseConfig(*text, options.config_path)
+                               : Result<Config>(std::unexpected(text.error()));
+  std::string bytes = config ? EncodeCompiledConfig({.text = std::move(*text), .table = *config})
+                             : config.error().message;
+  if (auto written = WriteSealed(out, bytes); !written) {
+    LogLine("--compile-config: " + written.error().message, LogPriority::kError);
+    return 2;
+  }
+  return config ? 0 : 1;
+}
+
 Daemon::Daemon(const ServiceOptions& options, EventLoop loop)
     : options_(options), loop_(std::move(loop)) {}
-
-Daemon::Daemon(const ServiceOptions& options, std::unique_ptr<Opener> opener)
-    : options_(options), opener_(std::move(opener)) {}
 
 Daemon::~Daemon() {
   uwsgi_.reset();
@@ -221,7 +195,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
   // way, they wait blocked. The server's targets come from the opener and are not held.
   std::optional<RunAs> run_as = std::exchange(config->run_as, std::nullopt);
   std::unique_ptr<Daemon> d;
+  std::optional<OpenerFiles> opener;
   if (run_as) {
+    // Found and checked first: a missing or untrusted opener fails start-up before the fork.
+    auto found = FindOpener();
+    if (!found) return std::unexpected(std::move(found.error()));
+    opener = std::move(*found);
     BlockDaemonSignals();
   } else {
     auto serving = Serving(options, false);
@@ -276,18 +255,19 @@ Result<std::unique_ptr<Daemon>> Daemon::Build(const ServiceOptions& options) {
     auto forked = ForkServer(SIGTERM);
     if (!forked) return std::unexpected(std::move(forked.error()));
     if (forked->pid > 0) {
-      // The opener: it keeps the socket files to remove them at the end, and serves nothing.
+      // This process becomes the opener: it removes the socket files at the end, and serves
+      // nothing. The listeners and the audit log are close-on-exec: the server has them.
       LogLine("opener: server pid " + std::to_string(forked->pid) + " runs as " + run_as->name);
-      OpenerSetup setup{.options = options,
-                        .config = std::move(*config),
-                        .run_as = std::move(*run_as),
-                        .channel = std::move(forked->channel),
+      Handover handover{.config_path = options.config_path,
                         .server = forked->pid,
-                        .socket_file = std::move(socket_file),
-                        .uwsgi_file = std::move(uwsgi_file)};
-      return std::unique_ptr<Daemon>(
-          new Daemon(options, std::make_unique<Opener>(std::move(setup))));
+                        .socket_file = socket_file.id(),
+                        .uwsgi_file = uwsgi_file.id(),
+                        .config = std::move(*config)};
+      handover.config.run_as = std::move(*run_as);
+      auto exec = ExecOpener(std::move(*opener), std::move(handover), std::move(forked->channel));
+      return std::unexpected(std::move(exec.error()));
     }
+    opener.reset();  // the server runs neither executable
     // The server. The socket files are the opener's; readiness goes through it.
     socket_file.Forget();
     uwsgi_file.Forget();
@@ -364,10 +344,6 @@ void Daemon::Ready(std::uint32_t status) {
 }
 
 Result<void> Daemon::Run() {
-  if (opener_) {
-    if (opener_->Run() != 0) return MakeError(ErrorCode::kUnavailable, "the server failed");
-    return {};
-  }
   const Catalog& catalog = server_->catalog();
   LogLine("serving " + std::to_string(catalog.entries().size()) + " targets (" +
           std::to_string(catalog.unavailable()) + " unavailable) on " + serving_on_ +

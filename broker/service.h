@@ -22,6 +22,7 @@
 #include "loop.h"
 #include "nsbroker/error.h"
 #include "nsbroker/unique_fd.h"
+#include "socket_file.h"
 
 namespace nsbroker {
 
@@ -46,26 +47,6 @@ struct ServiceOptions {
 // replaced; a live one (another broker) or anything that is not a socket is an error.
 [[nodiscard]] Result<UniqueFd> BindSocket(const Config& config);
 
-// A socket file this process created: removed when this object dies, unless another
-// process has replaced it since (then it is the successor's).
-class ScopedSocketFile {
- public:
-  ScopedSocketFile() = default;
-  explicit ScopedSocketFile(const std::string& path);  // records the file now at `path`
-  ScopedSocketFile(ScopedSocketFile&& other) noexcept;
-  ScopedSocketFile& operator=(ScopedSocketFile&& other) noexcept;
-  ~ScopedSocketFile();
-  const std::string& path() const { return path_; }
-  // Never removes the file: it is another process's to remove (the opener's, after a fork).
-  void Forget() { path_.clear(); }
-
- private:
-  void Unlink();
-  std::string path_;
-  dev_t dev_ = 0;
-  ino_t ino_ = 0;
-};
-
 // What --check-config and start-up say about a config: the first error (exit 1), or the
 // warnings (unavailable targets), each one line naming FILE:LINE:COL, the target and why.
 struct ConfigReport {
@@ -74,18 +55,11 @@ struct ConfigReport {
 };
 [[nodiscard]] Result<ConfigReport> CheckConfig(const ServiceOptions& options);
 
-// What STATUS= says while serving: the targets and the server's counters.
-struct ServingFigures {
-  std::uint64_t targets = 0;
-  std::uint64_t available = 0;
-  std::uint64_t grants = 0;
-  std::uint64_t denials = 0;
-  std::uint64_t errors = 0;
-  std::uint64_t connections = 0;
-};
-std::string StatusText(const ServingFigures& figures);
+// nsbrokerd --compile-config FD, run by the opener on SIGHUP (docs/PRIVSEP.md): reads and
+// parses the options' config file as root, and writes into the memfd FD, sealed, its text
+// and target table (target_table.h; returns 0), or the error, FILE:LINE:COL (returns 1).
+int CompileConfigInto(const ServiceOptions& options, UniqueFd out);
 
-class Opener;
 class OpenerClient;
 struct ReloadOffer;
 class Server;
@@ -97,9 +71,9 @@ class UwsgiListener;
 // Readiness goes to $NOTIFY_SOCKET: READY=1 when serving and when a reload is complete (every
 // new target opened), RELOADING=1 when one starts, STOPPING=1 at the end (systemd.h).
 //
-// With run_as, Build splits the process (docs/PRIVSEP.md): this process stays root as the
-// opener (opener.h; its Run answers the server and speaks to systemd), and a forked child
-// drops to run_as and returns from Build as the server, whose targets, re-resolutions,
+// With run_as, Build splits the process (docs/PRIVSEP.md): this process execs the root opener
+// (nsbroker-opener, privsep.h; it answers the server and speaks to systemd), and a forked
+// child drops to run_as and returns from Build as the server, whose targets, re-resolutions,
 // refreshes and reloads come from the opener (opener_client.h).
 class Daemon {
  public:
@@ -113,7 +87,6 @@ class Daemon {
 
  private:
   Daemon(const ServiceOptions& options, EventLoop loop);
-  Daemon(const ServiceOptions& options, std::unique_ptr<Opener> opener);
   // A serving daemon: the loop, with SIGTERM/SIGINT (and, without an opener, SIGHUP) in it.
   [[nodiscard]] static Result<std::unique_ptr<Daemon>> Serving(const ServiceOptions& options,
                                                                bool split);
@@ -131,7 +104,6 @@ class Daemon {
 
   ServiceOptions options_;
   EventLoop loop_;                  // first: destroyed last, after every event of the members below
-  std::unique_ptr<Opener> opener_;  // this process is the opener
   std::unique_ptr<OpenerClient> client_;  // this process is a privilege-separated server
   std::unique_ptr<Event> sigterm_, sigint_, sighup_, channel_, stashed_;
   std::unique_ptr<Server> server_;

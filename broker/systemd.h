@@ -6,6 +6,8 @@
 //   nsbroker::NotifyReloading();  /* reload */  nsbroker::NotifyReady("serving 3 targets");
 #pragma once
 
+#include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "nsbroker/error.h"
@@ -30,6 +32,21 @@ void NotifyReady(std::string_view status);
 // NotifyReady must follow, whether the reload succeeded or not.
 void NotifyReloading();
 void NotifyStopping();
+
+// What STATUS= says while serving: the targets and the server's counters.
+struct ServingFigures {
+  std::uint64_t targets = 0;
+  std::uint64_t available = 0;
+  std::uint64_t grants = 0;
+  std::uint64_t denials = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t connections = 0;
+};
+inline std::string StatusText(const ServingFigures& f) {
+  return std::to_string(f.targets) + " targets (" + std::to_string(f.available) + " available); " +
+         std::to_string(f.grants) + " grants, " + std::to_string(f.denials) + " denials, " +
+         std::to_string(f.errors) + " errors, " + std::to_string(f.connections) + " connections";
+}
 
 // True when stderr is the stream journald reads ($JOURNAL_STREAM names its device and
 // inode): then each line may start with a "<N>" syslog priority (sd-daemon(3)).

@@ -118,13 +118,17 @@ Result<UniqueFd> OpenTrusted(const std::string& path, int flags) {
     return SysError(err == ELOOP ? ErrorCode::kPermissionDenied : CodeForErrno(err),
                     "open " + path + (err == ELOOP ? " (a symbolic link)" : ""));
   }
+  if (auto r = CheckTrustedFile(fd, path); !r) return std::unexpected(std::move(r.error()));
+  return fd;
+}
+
+Result<void> CheckTrustedFile(BorrowedFd fd, const std::string& path) {
   struct stat st;
   if (fstat(fd.get(), &st) != 0) return SysError(ErrorCode::kInternal, "fstat " + path);
   if (!S_ISREG(st.st_mode)) {
     return MakeError(ErrorCode::kPermissionDenied, path + " is not a regular file");
   }
-  if (auto r = Check(path, st, false); !r) return std::unexpected(std::move(r.error()));
-  return fd;
+  return Check(path, st, false);
 }
 
 Result<void> CheckTrustedDirectory(const std::string& path) {

@@ -23,6 +23,11 @@ namespace nsbroker {
 // its owner ("/tmp/x.pid is owned by uid 65534, not root"); kNotFound when it does not exist.
 [[nodiscard]] Result<UniqueFd> OpenTrusted(const std::string& path, int flags);
 
+// The checks of the file itself, on a descriptor already open (O_PATH will do): a regular
+// file, root's, writable by neither group nor others. For files whose directories are not
+// walked, such as the opener nsbrokerd execs from beside its own executable.
+[[nodiscard]] Result<void> CheckTrustedFile(BorrowedFd fd, const std::string& path);
+
 // The same checks for a directory (e.g. the one the socket is bound in), which must exist.
 [[nodiscard]] Result<void> CheckTrustedDirectory(const std::string& path);
 
