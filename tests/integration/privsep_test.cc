@@ -83,6 +83,11 @@ TEST(Privsep, TheServerRunsAsRunAsAndTheOpenerStaysRoot) {
   EXPECT_EQ(StatusLine(broker->pid(), "Uid:"), "Uid:\t0\t0\t0\t0");
   EXPECT_EQ(StatusLine(*server, "Uid:"), "Uid:\t1\t1\t1\t1");
   EXPECT_EQ(StatusLine(*server, "CapEff:"), "CapEff:\t0000000000000000");
+  // The opener is nsbroker-opener, exec'd in place of nsbrokerd (same pid); the server is not.
+  std::string exe = "/proc/" + std::to_string(broker->pid()) + "/exe";
+  EXPECT_EQ(std::filesystem::read_symlink(exe), std::filesystem::path(NSB_OPENER));
+  EXPECT_EQ(std::filesystem::read_symlink("/proc/" + std::to_string(*server) + "/exe"),
+            std::filesystem::path(BrokerBinary()));
   // The server holds the listener; the opener closed its copy after the fork.
   ino_t net = NsInode(target->NsPath("net"));
   std::string socket = broker->socket();
@@ -149,6 +154,73 @@ TEST(Privsep, AReloadAfterTheDropOpensNewPidTargets) {
     EXPECT_EQ(FdInode(reply->fds[0]), NsInode(target->NsPath("net"))) << name;
     EXPECT_EQ(FdInode(reply->fds[1]), NsInode(target->NsPath("uts"))) << name;
   }
+}
+
+TEST(Privsep, AReloadWhoseConfigDoesNotCompileKeepsTheOldOne) {
+  ASSERT_TRUE(RequireRoot());
+  auto target = Target::Start({.hostname = "kept"});
+  ASSERT_OK(target);
+  auto broker = StartSplit(PidTarget("web1", target->pid()));
+  ASSERT_OK(broker);
+  // The opener parses nothing: nsbrokerd --compile-config finds the error, FILE:LINE:COL.
+  std::ofstream(broker->config_path()) << "socket: \"" << broker->socket() << "\"\n"
+                                       << kRunAs << "target { name: web2 }\n";
+  auto ready = broker->Reload();
+  ASSERT_OK(ready);
+  std::string where = broker->config_path() + ":4:";
+  EXPECT_TRUE(ready->contains("STATUS=reload failed: " + where)) << *ready;
+  EXPECT_TRUE(broker->log().contains("reload failed, keeping the old config: " + where))
+      << broker->log();
+  auto reply = CallOnce(broker->socket(), JoinRequest("web1", {v1::UTS}));
+  ASSERT_EQ(Summary(reply), "GRANT uts") << broker->log();
+  EXPECT_EQ(FdInode(reply->fds[0]), NsInode(target->NsPath("uts")));
+}
+
+// nsbrokerd copied to DIR/sbin, its opener expected at DIR/<the configured relative path>:
+// what start-up says when the opener is `missing`, or there but untrusted.
+struct Layout {
+  TempDir dir;
+  std::string broker = dir.Join("sbin/nsbrokerd");
+  std::string opener = dir.Join("sbin/" NSB_OPENER_RELATIVE);
+  Layout() {
+    std::filesystem::create_directories(dir.Join("sbin"));
+    std::filesystem::copy_file(BrokerBinary(), broker);
+    dir.Write("broker.conf", std::string("socket: \"") + dir.Join("broker.sock") + "\"\n" +
+                                 kRunAs + "target { name: \"self\" self: true }\n");
+  }
+  void InstallOpener() const {
+    std::filesystem::create_directories(std::filesystem::path(opener).parent_path());
+    std::filesystem::copy_file(NSB_OPENER, opener);
+  }
+  RunResult Start() const { return RunCommand({broker, "-c", dir.Join("broker.conf")}); }
+};
+
+TEST(Privsep, AMissingOpenerFailsStartUpNamingItsPath) {
+  ASSERT_TRUE(RequireRoot());
+  Layout layout;
+  RunResult r = layout.Start();
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(r.err.contains("the opener " + layout.opener + ": No such file or directory"))
+      << r.err;
+  EXPECT_FALSE(r.err.contains("server pid")) << "forked before the check: " << r.err;
+}
+
+TEST(Privsep, AnOpenerRootDoesNotOwnOrOthersMayWriteIsRefused) {
+  ASSERT_TRUE(RequireRoot());
+  Layout layout;
+  layout.InstallOpener();
+  ASSERT_EQ(chown(layout.opener.c_str(), 65534, 65534), 0);
+  RunResult r = layout.Start();
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(r.err.contains("the opener " + layout.opener + " is owned by uid 65534, not root"))
+      << r.err;
+  ASSERT_EQ(chown(layout.opener.c_str(), 0, 0), 0);
+  ASSERT_EQ(chmod(layout.opener.c_str(), 0775), 0);
+  r = layout.Start();
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(r.err.contains("the opener " + layout.opener +
+                             " is writable by group or others (mode 775)"))
+      << r.err;
 }
 
 TEST(Privsep, ARestartedPidFileTargetIsReresolved) {
