@@ -11,7 +11,8 @@ DESTDIR=$root cmake --install "$build" --prefix /usr >/dev/null
 
 [ -f "$root/etc/nsbroker/nsbroker.conf" ] || fail "no /etc/nsbroker/nsbroker.conf"
 [ ! -e "$root/usr/etc" ] || fail "something went to /usr/etc"
-for f in usr/sbin/nsbrokerd usr/bin/nsjoin usr/bin/jailme usr/lib/libnsjoin.so.0 \
+for f in usr/sbin/nsbrokerd usr/libexec/nsbroker/nsbroker-opener usr/bin/nsjoin usr/bin/jailme \
+         usr/lib/libnsjoin.so.0 \
          usr/lib/systemd/system/nsbroker.service usr/lib/systemd/system/nsbroker.socket \
          usr/lib/sysusers.d/nsbroker.conf usr/lib/tmpfiles.d/nsbroker.conf \
          usr/share/bash-completion/completions/nsjoin usr/share/zsh/vendor-completions/_nsjoin \
@@ -19,6 +20,10 @@ for f in usr/sbin/nsbrokerd usr/bin/nsjoin usr/bin/jailme usr/lib/libnsjoin.so.0
   [ -e "$root/$f" ] || fail "not installed: /$f"
 done
 expect_eq "$(stat -c '%a %U' "$root/usr/bin/jailme")" "4755 root" "jailme's mode"
+# nsbrokerd execs it as root from ../libexec/nsbroker, and refuses it unless it is root's and
+# writable by no one else (broker/privsep.h).
+expect_eq "$(stat -c '%a %U' "$root/usr/libexec/nsbroker/nsbroker-opener")" "755 root" \
+  "nsbroker-opener's mode"
 for page in usr/share/man/man8/nsbrokerd.8.gz usr/share/man/man1/nsjoin.1.gz \
             usr/share/man/man1/jailme.1.gz; do
   # awk reads the whole page: `grep -m1` would exit at the .TH line, and under pipefail the
