@@ -7,10 +7,10 @@
 #include <cstdlib>
 #include <vector>
 
-#include "wire.h"
 #include "process.h"
 #include "sealed_memfd.h"
 #include "trusted_file.h"
+#include "wire.h"
 
 namespace nsbroker {
 namespace {
@@ -95,7 +95,8 @@ Result<void> ExecOpener(OpenerFiles files, Handover handover, UniqueFd channel) 
   for (std::string& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
   auto exec = ExecFd(files.opener, argv, envp.data());
-  return MakeError(exec.error().code, "exec the opener " + files.path + ": " + exec.error().message);
+  return MakeError(exec.error().code,
+                   "exec the opener " + files.path + ": " + exec.error().message);
 }
 
 }  // namespace nsbroker

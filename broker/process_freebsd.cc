@@ -1,9 +1,9 @@
 // FreeBSD side of process.h.
+#include <fcntl.h>
 #include <sys/param.h>
 #include <sys/procctl.h>
 #include <sys/procdesc.h>
 #include <sys/sysctl.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "process.h"

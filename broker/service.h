@@ -103,7 +103,7 @@ class Daemon {
   void OnChannel();
 
   ServiceOptions options_;
-  EventLoop loop_;                  // first: destroyed last, after every event of the members below
+  EventLoop loop_;  // first: destroyed last, after every event of the members below
   std::unique_ptr<OpenerClient> client_;  // this process is a privilege-separated server
   std::unique_ptr<Event> sigterm_, sigint_, sighup_, channel_, stashed_;
   std::unique_ptr<Server> server_;

@@ -20,7 +20,7 @@ constexpr std::uint32_t kVersion = 1;
 // Bounds of the decoder: each far above what a config can hold, and each checked before
 // anything is allocated for it.
 constexpr std::uint32_t kMaxTargets = 1u << 20;
-constexpr std::uint32_t kMaxString = 4096;  // a name or a path (PATH_MAX)
+constexpr std::uint32_t kMaxString = 4096;   // a name or a path (PATH_MAX)
 constexpr std::uint32_t kMaxGroups = 65536;  // NGROUPS_MAX
 constexpr std::uint32_t kMaxSource = static_cast<std::uint32_t>(SourceType::kCgroup);
 constexpr std::uint32_t kMaxAuditFormat = static_cast<std::uint32_t>(AuditFormat::kJson);

@@ -185,8 +185,8 @@ struct Layout {
   Layout() {
     std::filesystem::create_directories(dir.Join("sbin"));
     std::filesystem::copy_file(BrokerBinary(), broker);
-    dir.Write("broker.conf", std::string("socket: \"") + dir.Join("broker.sock") + "\"\n" +
-                                 kRunAs + "target { name: \"self\" self: true }\n");
+    dir.Write("broker.conf", std::string("socket: \"") + dir.Join("broker.sock") + "\"\n" + kRunAs +
+                                 "target { name: \"self\" self: true }\n");
   }
   void InstallOpener() const {
     std::filesystem::create_directories(std::filesystem::path(opener).parent_path());
@@ -218,8 +218,8 @@ TEST(Privsep, AnOpenerRootDoesNotOwnOrOthersMayWriteIsRefused) {
   ASSERT_EQ(chmod(layout.opener.c_str(), 0775), 0);
   r = layout.Start();
   EXPECT_EQ(r.status, 1) << r.err;
-  EXPECT_TRUE(r.err.contains("the opener " + layout.opener +
-                             " is writable by group or others (mode 775)"))
+  EXPECT_TRUE(
+      r.err.contains("the opener " + layout.opener + " is writable by group or others (mode 775)"))
       << r.err;
 }
 

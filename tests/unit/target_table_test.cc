@@ -125,7 +125,8 @@ std::string Refusal(const std::string& bytes) {
 
 TEST(TargetTable, OutOfRangeFieldsAreRefusedByName) {
   ASSERT_OK(DecodeTargetTable(EncodeTargetTable(OneTarget())));
-  ASSERT_EQ(With(kExpose, KindBit(NsKind::kNet)), EncodeTargetTable(OneTarget()));  // the offsets are right
+  ASSERT_EQ(With(kExpose, KindBit(NsKind::kNet)),
+            EncodeTargetTable(OneTarget()));  // the offsets are right
   EXPECT_EQ(Refusal(With(0, 0x12345678)), "target table: not a target table");
   EXPECT_EQ(Refusal(With(4, 2)), "target table: a target table of version 2, not 1");
   EXPECT_EQ(Refusal(With(kFormat, 2)), "target table: audit format 2");
