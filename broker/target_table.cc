@@ -27,6 +27,11 @@ constexpr std::uint32_t kMaxAuditFormat = static_cast<std::uint32_t>(AuditFormat
 
 class Writer {
  public:
+  // An encoding's magic and the version.
+  void Header(std::uint32_t magic) {
+    U32(magic);
+    U32(kVersion);
+  }
   void U32(std::uint32_t v) { Raw(&v, sizeof v); }
   void U64(std::uint64_t v) { Raw(&v, sizeof v); }
   void I32(std::int32_t v) { U32(static_cast<std::uint32_t>(v)); }
@@ -98,10 +103,11 @@ class Reader {
     if (error_.empty()) error_ = why;
   }
   bool ok() const { return error_.empty(); }
-  // Every byte read, nothing left over.
-  Result<void> Done(const char* what) {
+  // `decoded`, when every byte was read and nothing is left over.
+  template <class T>
+  Result<T> Done(T decoded, const char* what) {
     if (ok() && !bytes_.empty()) Fail(std::to_string(bytes_.size()) + " bytes after the end");
-    if (ok()) return {};
+    if (ok()) return decoded;
     return MakeError(ErrorCode::kInvalidRequest, std::string(what) + ": " + error_);
   }
 
@@ -130,8 +136,7 @@ std::optional<NsKind> KindOf(std::uint32_t v) {
 }
 
 void PutTable(Writer& w, const Config& c) {
-  w.U32(kTableMagic);
-  w.U32(kVersion);
+  w.Header(kTableMagic);  // nested in the other two under its own magic, too
   w.String(c.file);
   w.String(c.audit_log);
   w.U32(static_cast<std::uint32_t>(c.audit_format));
@@ -224,8 +229,7 @@ std::string EncodeTargetTable(const Config& config) {
 Result<Config> DecodeTargetTable(std::string_view bytes) {
   Reader r(bytes);
   Config config = GetTable(r);
-  if (auto done = r.Done("target table"); !done) return std::unexpected(std::move(done.error()));
-  return config;
+  return r.Done(std::move(config), "target table");
 }
 
 bool SameSource(const TargetSpec& a, const TargetSpec& b) {
@@ -235,8 +239,7 @@ bool SameSource(const TargetSpec& a, const TargetSpec& b) {
 
 std::string EncodeCompiledConfig(const CompiledConfig& compiled) {
   Writer w;
-  w.U32(kCompiledMagic);
-  w.U32(kVersion);
+  w.Header(kCompiledMagic);
   w.String(compiled.text);
   PutTable(w, compiled.table);
   return w.Take();
@@ -248,16 +251,12 @@ Result<CompiledConfig> DecodeCompiledConfig(std::string_view bytes) {
   r.Magic(kCompiledMagic, "a compiled config");
   compiled.text = r.String(kMaxConfigBytes, "config text");
   compiled.table = GetTable(r);
-  if (auto done = r.Done("compiled config"); !done) {
-    return std::unexpected(std::move(done.error()));
-  }
-  return compiled;
+  return r.Done(std::move(compiled), "compiled config");
 }
 
 std::string EncodeHandover(const Handover& h) {
   Writer w;
-  w.U32(kHandoverMagic);
-  w.U32(kVersion);
+  w.Header(kHandoverMagic);
   w.String(h.config_path);
   w.I32(h.channel);
   w.I32(h.self_exe);
@@ -289,10 +288,7 @@ Result<Handover> DecodeHandover(std::string_view bytes) {
     f->ino = static_cast<ino_t>(r.U64());
   }
   h.config = GetTable(r);
-  if (auto done = r.Done("opener hand-over"); !done) {
-    return std::unexpected(std::move(done.error()));
-  }
-  return h;
+  return r.Done(std::move(h), "opener hand-over");
 }
 
 }  // namespace nsbroker
