@@ -176,6 +176,23 @@ TEST(Privsep, AReloadWhoseConfigDoesNotCompileKeepsTheOldOne) {
   EXPECT_EQ(FdInode(reply->fds[0]), NsInode(target->NsPath("uts")));
 }
 
+TEST(Privsep, ACompileStepThatHangsIsKilledAtItsBound) {
+  ASSERT_TRUE(RequireRoot());
+  auto broker = StartSplit("target { name: \"self\" self: true allow { uid: 0 } }\n");
+  ASSERT_OK(broker);
+  // A FIFO no one writes: nsbrokerd --compile-config blocks opening it, for good.
+  std::string config = broker->config_path();
+  ASSERT_EQ(unlink(config.c_str()), 0);
+  ASSERT_EQ(mkfifo(config.c_str(), 0600), 0);
+  auto ready = broker->Reload();
+  ASSERT_OK(ready);
+  EXPECT_TRUE(ready->contains("STATUS=reload failed: nsbrokerd --compile-config " + config +
+                              " did not finish within 5 s"))
+      << *ready;
+  auto reply = CallOnce(broker->socket(), JoinRequest("self", {v1::UTS}));
+  EXPECT_EQ(Summary(reply), "GRANT uts") << broker->log();
+}
+
 // nsbrokerd copied to DIR/sbin, its opener expected at DIR/<the configured relative path>:
 // what start-up says when the opener is `missing`, or there but untrusted.
 struct Layout {
