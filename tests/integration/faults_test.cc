@@ -122,7 +122,7 @@ TEST_F(Faults, BrokerKilledUnderLoadThenRestartedOnItsStaleSocket) {
   EXPECT_GE(Count(before, 'G'), 100u) << before;
   EXPECT_EQ(Count(before, 'G'), before.size()) << before;
 
-  EXPECT_EQ(broker->process().Stop(SIGKILL), 128 + SIGKILL);
+  EXPECT_EQ(broker->Kill(), 128 + SIGKILL);
   // The socket file stays behind; clients get a clear error at once, never a hang.
   struct stat st;
   ASSERT_EQ(lstat(path.c_str(), &st), 0);
@@ -225,7 +225,7 @@ TEST_F(Faults, TargetDyingUnderLoad) {
   b.reset();
   std::size_t cached = status->response.status().cache_descriptors();
   EXPECT_GT(cached, 0u);
-  EXPECT_EQ(WaitForFdCount(broker->pid(), baseline + cached), baseline + cached);
+  EXPECT_EQ(WaitForFdCount(broker->ServingPid(), baseline + cached), baseline + cached);
   EXPECT_EQ(StopCleanly(*broker), "");
 }
 
@@ -314,12 +314,12 @@ TEST_F(Faults, HundredThousandGrantsLeakNothing) {
   };
   ASSERT_EQ(grants(20000), "");
   std::size_t fds = QuietFdCount(*broker);
-  long rss = RssKib(broker->pid());
+  long rss = RssKib(broker->ServingPid());
   auto start = steady_clock::now();
   ASSERT_EQ(grants(100000), "");
   auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
   EXPECT_EQ(QuietFdCount(*broker), fds);
-  long grown = RssKib(broker->pid()) - rss;
+  long grown = RssKib(broker->ServingPid()) - rss;
   EXPECT_LE(grown, 8) << "RSS grew by " << grown << " KiB over 100,000 grants";
   std::cout << "100,000 grants in " << took.count() << " ms; RSS " << rss << " KiB -> "
             << rss + grown << " KiB; fds " << fds << "\n";
