@@ -315,7 +315,9 @@ TEST_F(Faults, HundredThousandGrantsLeakNothing) {
     }
     return "";
   };
-  ASSERT_EQ(grants(20000), "");
+  // Under ASan 20,000 were too few: the first 100,000 after them still touched 8-12 KiB of new
+  // allocator pages in 2 of 7 runs (then 0 KiB in each of four more rounds: no leak).
+  ASSERT_EQ(grants(50000), "");
   std::size_t fds = QuietFdCount(*broker);
   long rss = RssKib(broker->ServingPid());
   auto start = steady_clock::now();
