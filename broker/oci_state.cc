@@ -401,6 +401,10 @@ Result<OciState> StateQuery::OnTimeout() {
                                                        std::to_string(oci_.timeout_ms) + " ms"));
 }
 
+void StateQuery::Reap() {
+  if (pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == pid_) pid_ = -1;
+}
+
 Result<OciState> StateQuery::Finish(Result<OciState> result) {
   if (pid_ > 0) Kill(pidfd_.get());  // timed out or too talkative; reaped when it exits
   if (!result) {

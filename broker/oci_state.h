@@ -76,6 +76,9 @@ class StateQuery {
   [[nodiscard]] Result<OciState> OnExit();
   // timeout() passed since Start.
   [[nodiscard]] Result<OciState> OnTimeout();
+  // The pidfd is readable after an answer came otherwise (a timeout, too much output): collects
+  // the runtime that was killed, at once rather than at destruction or a later Start.
+  void Reap();
 
  private:
   explicit StateQuery(const OciSpec& oci) : oci_(oci) {}

@@ -18,8 +18,10 @@ class ContainerResolution : public Resolution {
   void Watch(event_base* base) {
     out_ = WatchStream(base, StateQuery::Stream::kOut);
     err_ = WatchStream(base, StateQuery::Stream::kErr);
-    exit_ = std::make_unique<Event>(base, query_->pidfd(), EV_READ,
-                                    [this](short) { Settle(query_->OnExit()); });
+    exit_ = std::make_unique<Event>(base, query_->pidfd(), EV_READ, [this](short) {
+      if (answered_) return query_->Reap();
+      Settle(query_->OnExit());
+    });
     timeout_ = std::make_unique<Event>(base, -1, 0, [this](short) { Settle(query_->OnTimeout()); });
     out_->Add();
     err_->Add();
@@ -33,18 +35,18 @@ class ContainerResolution : public Resolution {
                                    [this, stream](short) {
                                      auto answer = query_->OnReadable(stream);
                                      if (answer) return Settle(std::move(*answer));
-                                     if (!query_->open(stream)) Stream(stream).Del();
+                                     if (!query_->open(stream)) StreamEvent(stream).Del();
                                    });
   }
-  Event& Stream(StateQuery::Stream stream) {
+  Event& StreamEvent(StateQuery::Stream stream) {
     return stream == StateQuery::Stream::kOut ? *out_ : *err_;
   }
 
-  // The query answered: nothing of it is watched any more.
+  // The query answered: only the runtime's exit is still watched, if it was killed, to reap it.
   void Settle(Result<OciState> state) {
+    answered_ = true;
     out_->Del();
     err_->Del();
-    exit_->Del();
     timeout_->Del();
     ResolveDone done = std::move(done_);
     if (!state) return done(std::unexpected(std::move(state.error())));
@@ -54,6 +56,7 @@ class ContainerResolution : public Resolution {
   const TargetSpec& spec_;
   bool hold_;
   ResolveDone done_;
+  bool answered_ = false;
   // Before the events, so that they are freed before the query closes what they watch.
   std::unique_ptr<StateQuery> query_;
   std::unique_ptr<Event> out_, err_, exit_, timeout_;
