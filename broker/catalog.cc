@@ -1,5 +1,7 @@
 #include "catalog.h"
 
+#include "resolution.h"
+
 namespace nsbroker {
 namespace {
 

@@ -34,10 +34,6 @@ struct CatalogEntry {
   std::chrono::milliseconds backoff{0};
 };
 
-// How a target is opened: the platform's OpenTarget, or (in tests of platform-neutral logic
-// that the kernel here cannot run, such as FreeBSD jails) a fake of that seam.
-using TargetOpener = std::function<Result<TargetHandlePtr>(const TargetSpec&, bool hold)>;
-
 // The reason given for a target not opened yet.
 inline constexpr char kOpening[] = "opening (start-up or reload in progress)";
 // The reason given for an oci target while its runtime is asked for the first time.

@@ -17,6 +17,7 @@
 
 #include "catalog.h"
 #include "loop.h"
+#include "resolution.h"
 
 namespace nsbroker {
 
@@ -24,7 +25,7 @@ namespace nsbroker {
 // grants for other targets keep flowing in between (each turn serves every ready client).
 inline constexpr std::size_t kOpenBatch = 64;
 
-// How targets that resolve in the background start resolving: StartResolve (targets.h), or a
+// How targets that resolve in the background start resolving: StartResolve (resolution.h), or a
 // privilege-separated server's opener (opener_client.h).
 using Resolver = std::function<Result<std::unique_ptr<Resolution>>(event_base*, const TargetSpec&,
                                                                    bool hold, ResolveDone)>;

@@ -1,6 +1,7 @@
 #include "oci_state.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -280,12 +281,11 @@ std::string StateQuery::Command() const {
   return path_ + (oci_.root.empty() ? "" : " --root " + oci_.root) + " state " + oci_.id;
 }
 
-Result<std::unique_ptr<StateQuery>> StateQuery::Start(event_base* base, const OciSpec& oci,
-                                                      Done done) {
+Result<std::unique_ptr<StateQuery>> StateQuery::Start(const OciSpec& oci) {
   ReapLeftovers();
   auto path = RuntimePath(oci);
   if (!path) return std::unexpected(std::move(path.error()));
-  std::unique_ptr<StateQuery> q(new StateQuery(oci, std::move(done)));
+  std::unique_ptr<StateQuery> q(new StateQuery(oci));
   q->path_ = *path;
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0) return SysError("pipe for " + q->Command());
@@ -331,23 +331,6 @@ Result<std::unique_ptr<StateQuery>> StateQuery::Start(event_base* base, const Oc
   // Our own unreaped child: its pid cannot be reused before we wait for it.
   q->pidfd_.reset(PidfdOpen(q->pid_));
   if (!q->pidfd_.valid()) return SysError("pidfd_open for " + q->Command());
-
-  StateQuery* raw = q.get();
-  q->out_event_ = std::make_unique<Event>(base, q->out_.get(), EV_READ | EV_PERSIST,
-                                          [raw](short) { raw->OnOutput(false); });
-  q->err_event_ = std::make_unique<Event>(base, q->err_.get(), EV_READ | EV_PERSIST,
-                                          [raw](short) { raw->OnOutput(true); });
-  q->exit_event_ =
-      std::make_unique<Event>(base, q->pidfd_.get(), EV_READ, [raw](short) { raw->OnExit(); });
-  q->timeout_ = std::make_unique<Event>(base, -1, 0, [raw](short) {
-    raw->Finish(MakeError(
-        ErrorCode::kUnavailable,
-        raw->Command() + " timed out after " + std::to_string(raw->oci_.timeout_ms) + " ms"));
-  });
-  q->out_event_->Add();
-  q->err_event_->Add();
-  q->exit_event_->Add();
-  q->timeout_->Add(std::chrono::milliseconds(oci.timeout_ms));
   return q;
 }
 
@@ -359,37 +342,42 @@ StateQuery::~StateQuery() {
   ReapLeftovers();
 }
 
-void StateQuery::OnOutput(bool err) {
-  int fd = err ? err_.get() : out_.get();
+std::optional<Error> StateQuery::Read(Stream stream) {
+  bool err = stream == Stream::kErr;
+  if (!open(stream)) return std::nullopt;
   std::string& text = err ? err_text_ : out_text_;
   char buf[4096];
   for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
+    ssize_t n = read(fd(stream), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n == 0) {
-      (err ? err_event_ : out_event_)->Del();
-      return;
+      (err ? err_eof_ : out_eof_) = true;
+      return std::nullopt;
     }
-    if (n < 0) return;  // EAGAIN: the rest comes later
+    if (n < 0) return std::nullopt;  // EAGAIN: the rest comes later
     text.append(buf, static_cast<std::size_t>(n));
     if (err && text.size() > 2 * kMaxStderr) text.erase(0, text.size() - kMaxStderr);
     if (!err && text.size() > kMaxStateOutput) {
-      return Finish(MakeError(
-          ErrorCode::kUnavailable,
-          Command() + " printed more than " + std::to_string(kMaxStateOutput / 1024) + " KiB"));
+      return Error{
+          ErrorCode::kUnavailable, 0,
+          Command() + " printed more than " + std::to_string(kMaxStateOutput / 1024) + " KiB"};
     }
   }
 }
 
-void StateQuery::OnExit() {
+std::optional<Result<OciState>> StateQuery::OnReadable(Stream stream) {
+  if (auto refused = Read(stream)) return Finish(std::unexpected(std::move(*refused)));
+  return std::nullopt;
+}
+
+Result<OciState> StateQuery::OnExit() {
   int status = 0;
   pid_t got = waitpid(pid_, &status, WNOHANG);
   if (got == pid_) pid_ = -1;
   // What it wrote before it exited is in the pipes; a descendant holding them open must not
   // keep us waiting for an end of file.
-  OnOutput(false);
-  if (finished_) return;
-  OnOutput(true);
+  if (auto refused = Read(Stream::kOut)) return Finish(std::unexpected(std::move(*refused)));
+  (void)Read(Stream::kErr);  // stderr is bounded by keeping its tail, never refused
   if (got != pid_ && pid_ > 0) {
     return Finish(SysError(ErrorCode::kUnavailable, "wait for " + Command()));
   }
@@ -405,36 +393,54 @@ void StateQuery::OnExit() {
   }
   auto state = ParseOciState(out_text_, oci_.id);
   if (state) state->asked_at_ticks = asked_at_;
-  Finish(std::move(state));
+  return Finish(std::move(state));
 }
 
-void StateQuery::Finish(Result<OciState> result) {
-  if (finished_) return;
-  finished_ = true;
-  out_event_->Del();
-  err_event_->Del();
-  timeout_->Del();
+Result<OciState> StateQuery::OnTimeout() {
+  return Finish(MakeError(ErrorCode::kUnavailable, Command() + " timed out after " +
+                                                       std::to_string(oci_.timeout_ms) + " ms"));
+}
+
+void StateQuery::Reap() {
+  if (pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == pid_) pid_ = -1;
+}
+
+Result<OciState> StateQuery::Finish(Result<OciState> result) {
   if (pid_ > 0) Kill(pidfd_.get());  // timed out or too talkative; reaped when it exits
   if (!result) {
     result.error().message = "container " + oci_.id + ": " + result.error().message;
   }
-  Done done = std::move(done_);
-  done(std::move(result));
+  return result;
 }
 
 Result<OciState> QueryStateNow(const OciSpec& oci) {
-  EventBasePtr base(event_base_new());
-  if (!base) return MakeError(ErrorCode::kInternal, "event_base_new failed");
-  std::optional<Result<OciState>> result;
-  auto query = StateQuery::Start(base.get(), oci, [&](Result<OciState> r) {
-    result = std::move(r);
-    event_base_loopbreak(base.get());
-  });
-  if (!query) return std::unexpected(std::move(query.error()));
-  while (!result && event_base_dispatch(base.get()) == 0) {
+  auto started = StateQuery::Start(oci);
+  if (!started) return std::unexpected(std::move(started.error()));
+  StateQuery& query = **started;
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline = Clock::now() + query.timeout();
+  constexpr StateQuery::Stream kStreams[] = {StateQuery::Stream::kOut, StateQuery::Stream::kErr};
+  for (;;) {
+    auto left = deadline - Clock::now();
+    if (left <= Clock::duration::zero()) return query.OnTimeout();
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    timespec wait{.tv_sec = static_cast<time_t>(ns / 1000000000),
+                  .tv_nsec = static_cast<long>(ns % 1000000000)};
+    // A pipe at its end is left out (poll(2) skips a negative fd): it would be readable for ever.
+    pollfd fds[3];
+    for (int i = 0; i < 2; ++i) {
+      fds[i] = {query.open(kStreams[i]) ? query.fd(kStreams[i]) : -1, POLLIN, 0};
+    }
+    fds[2] = {query.pidfd(), POLLIN, 0};
+    int n = ppoll(fds, 3, &wait, nullptr);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return SysError(ErrorCode::kInternal, "ppoll for the runtime of " + oci.id);
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].revents == 0) continue;
+      if (auto answer = query.OnReadable(kStreams[i])) return std::move(*answer);
+    }
+    if (fds[2].revents != 0) return query.OnExit();
   }
-  if (!result) return MakeError(ErrorCode::kInternal, "state query ended without an answer");
-  return std::move(*result);
 }
 
 }  // namespace nsbroker

@@ -1,22 +1,21 @@
 // Owns asking an OCI runtime for a container's state: `RUNTIME [--root DIR] state ID` run
-// from a fixed path, without a shell, its output bounded and parsed strictly. Never blocks the
-// event loop on the runtime (pipes and a pidfd watched by the loop, a timeout) and never
-// decides whether the pid it reports is served (targets.h checks that).
+// from a fixed path, without a shell, its output bounded and parsed strictly, within a
+// timeout. Never waits on the runtime unbounded, never runs an event loop (its drivers do:
+// QueryStateNow, resolution.h), and never decides whether the pid it reports is served
+// (targets.h checks that).
 //
-//   auto query = nsbroker::StateQuery::Start(base, spec.oci, [](Result<OciState> s) { ... });
+//   auto state = nsbroker::QueryStateNow(spec.oci);   // blocks at most spec.oci.timeout_ms
 #pragma once
 
-#include <event2/event.h>
 #include <sys/types.h>
 
 #include <chrono>
-#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "config.h"
-#include "loop.h"
 #include "nsbroker/error.h"
 #include "nsbroker/unique_fd.h"
 
@@ -44,41 +43,62 @@ inline constexpr std::size_t kMaxStateOutput = 64 * 1024;
 // it runs as root.
 [[nodiscard]] Result<std::string> RuntimePath(const OciSpec& oci);
 
-// One run of `state`. Destroying it kills a runtime still running; the child is reaped then
-// or, if it has not died yet, on a later Start or destruction (never waited for).
+// One run of `state`: the runtime spawned with its stdout and stderr on pipes, the output
+// collected within bounds, the exit read from its pidfd, the answer parsed and checked. It
+// waits for nothing itself: a driver watches fd(), pidfd() and the deadline and reports each
+// event (QueryStateNow here with ppoll; the loop's StartResolve in resolution.h). Destroying
+// it kills a runtime still running; the child is reaped then or, if it has not died yet, on
+// a later Start or destruction (never waited for).
 class StateQuery {
  public:
-  using Done = std::function<void(Result<OciState>)>;
-  // Starts the runtime; `done` runs once, from the loop, with the state or why there is none
-  // (exit status and the runtime's last stderr line, a timeout, garbage, too much output).
-  // `done` must not destroy the query: it runs inside one of the query's events.
-  [[nodiscard]] static Result<std::unique_ptr<StateQuery>> Start(event_base* base,
-                                                                 const OciSpec& oci, Done done);
+  enum class Stream { kOut, kErr };
+  // Starts the runtime; the time left to answer starts now (timeout()).
+  [[nodiscard]] static Result<std::unique_ptr<StateQuery>> Start(const OciSpec& oci);
   ~StateQuery();
   StateQuery(const StateQuery&) = delete;
   StateQuery& operator=(const StateQuery&) = delete;
 
+  // The read end of a pipe (non-blocking), to watch while open(stream); it stays open, so that
+  // a driver can stop watching it before it is closed.
+  int fd(Stream stream) const { return (stream == Stream::kOut ? out_ : err_).get(); }
+  // False once the pipe reached end of file: watching it further would spin.
+  bool open(Stream stream) const { return !(stream == Stream::kOut ? out_eof_ : err_eof_); }
+  // Readable once the runtime exited.
+  int pidfd() const { return pidfd_.get(); }
+  std::chrono::milliseconds timeout() const { return std::chrono::milliseconds(oci_.timeout_ms); }
+
+  // Each event gives the answer once there is one, and then the query is over (the runtime
+  // killed if it still runs): the state, or why there is none (exit status and the runtime's
+  // last stderr line, garbage, too much output, the timeout), every error naming the container.
+  // The pipe is readable (or at its end): nullopt while more may come.
+  [[nodiscard]] std::optional<Result<OciState>> OnReadable(Stream stream);
+  // The pidfd is readable.
+  [[nodiscard]] Result<OciState> OnExit();
+  // timeout() passed since Start.
+  [[nodiscard]] Result<OciState> OnTimeout();
+  // The pidfd is readable after an answer came otherwise (a timeout, too much output): collects
+  // the runtime that was killed, at once rather than at destruction or a later Start.
+  void Reap();
+
  private:
-  StateQuery(const OciSpec& oci, Done done) : oci_(oci), done_(std::move(done)) {}
-  void OnOutput(bool err);
-  void OnExit();
-  void Finish(Result<OciState> result);
+  explicit StateQuery(const OciSpec& oci) : oci_(oci) {}
+  std::optional<Error> Read(Stream stream);
+  Result<OciState> Finish(Result<OciState> result);
   std::string Command() const;
 
   OciSpec oci_;
   std::string path_;
-  Done done_;
   pid_t pid_ = -1;
   UniqueFd pidfd_;
   UniqueFd out_, err_;
+  bool out_eof_ = false, err_eof_ = false;
   std::string out_text_, err_text_;
   unsigned long long asked_at_ = 0;
-  std::unique_ptr<Event> out_event_, err_event_, exit_event_, timeout_;
-  bool finished_ = false;
 };
 
-// Runs one query to its end on a private loop: for --check-config, and for the root opener
-// of a privilege-separated broker (opener.h), which serves one request at a time.
+// Runs one query to its end now, waiting with ppoll on its pipes and pidfd until its deadline:
+// for --check-config, and for the root opener of a privilege-separated broker (opener.h),
+// which serves one request at a time.
 [[nodiscard]] Result<OciState> QueryStateNow(const OciSpec& oci);
 
 // Clock ticks since boot now, the unit of /proc/PID/stat's start time.

@@ -12,11 +12,11 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "datagram.h"
 #include "log.h"
 #include "process.h"
 #include "sealed_memfd.h"
 #include "systemd.h"
-#include "wire.h"
 
 namespace nsbroker {
 namespace {

@@ -13,7 +13,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,9 +39,6 @@ inline constexpr std::chrono::seconds kServerStopTimeout{10};
 // timeout (opener_client.h).
 inline constexpr std::chrono::seconds kCompileTimeout{5};
 
-// How the opener opens a target: the platform's OpenTarget, or a fake in tests of jail logic.
-using OpenFunction = std::function<Result<TargetHandlePtr>(const TargetSpec&, bool hold)>;
-
 struct OpenerSetup {
   std::string config_path;  // compiled again on SIGHUP
   Config config;            // generation 1's target table: what the server forked with
@@ -51,7 +47,7 @@ struct OpenerSetup {
   UniqueFd self_exe;  // nsbrokerd, which compiles a reload's config (invalid: no reloads)
   pid_t server = 0;   // our unreaped child: its pid cannot be reused until we wait for it
   ScopedSocketFile socket_file, uwsgi_file;  // unlinked when the opener exits
-  OpenFunction open = OpenTarget;
+  TargetOpener open = OpenTarget;
 };
 
 // The setup nsbrokerd handed over in the sealed memfd `handover` (privsep.h ExecOpener): its

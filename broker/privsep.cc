@@ -7,10 +7,10 @@
 #include <cstdlib>
 #include <vector>
 
+#include "datagram.h"
 #include "process.h"
 #include "sealed_memfd.h"
 #include "trusted_file.h"
-#include "wire.h"
 
 namespace nsbroker {
 namespace {

@@ -6,8 +6,6 @@
 //   auto entries = (*handle)->Open(KindBit(NsKind::kNet) | KindBit(NsKind::kUts));
 #pragma once
 
-#include <event2/event.h>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -104,21 +102,20 @@ using TargetHandlePtr = std::unique_ptr<TargetHandle>;
 // now (needed before a privilege drop, and for sources that cannot be reached later);
 // otherwise a process is pinned (pidfd) and its descriptors are fetched per grant.
 [[nodiscard]] Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool hold);
+// How a target is opened, by the catalog and by the privilege-separated opener: the
+// platform's OpenTarget, or (in tests of platform-neutral logic that the kernel here cannot
+// run, such as FreeBSD jails) a fake of that seam.
+using TargetOpener = std::function<Result<TargetHandlePtr>(const TargetSpec&, bool hold)>;
 
-// Targets resolved by running something (oci: the runtime's `state`), never in the loop's own
-// time: StartResolve watches the work from the loop and calls `done` from it, once.
-constexpr bool ResolvesInBackground(SourceType source) { return source == SourceType::kOci; }
-class Resolution {
- public:
-  virtual ~Resolution() = default;  // abandons the work (a runtime still running is killed)
-};
-using ResolveDone = std::function<void(Result<TargetHandlePtr>)>;
-// `done` must not destroy the Resolution (it runs inside one of its events).
-[[nodiscard]] Result<std::unique_ptr<Resolution>> StartResolve(event_base* base,
-                                                               const TargetSpec& spec, bool hold,
-                                                               ResolveDone done);
-// The same, run to its end now (--check-config, and start-up before a privilege drop).
+// An oci target, resolved now: the runtime asked (oci_state.h, blocking at most its
+// timeout_ms), then its pid pinned and checked (--check-config, the privilege-separated
+// opener; the loop resolves in the background instead, resolution.h).
 [[nodiscard]] Result<TargetHandlePtr> ResolveNow(const TargetSpec& spec, bool hold);
+// The same from what the runtime answered (Linux): the pid it named, pinned by a pidfd and
+// checked to be the process it saw (started no later than it was asked).
+struct OciState;
+[[nodiscard]] Result<TargetHandlePtr> OpenContainer(const TargetSpec& spec, const OciState& state,
+                                                    bool hold);
 
 // What the privilege-separated server checks of every descriptor its opener hands it (and the
 // opener before it does): `fd` is what `kind` promises (an nsfs file of that namespace type,

@@ -152,11 +152,6 @@ Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool /*hold*/) {
 }
 
 // Containers are a Linux source; the config refuses them here (SourceSupported).
-Result<std::unique_ptr<Resolution>> StartResolve(event_base*, const TargetSpec&, bool,
-                                                 ResolveDone) {
-  return MakeError(ErrorCode::kInvalidRequest, "oci targets need Linux");
-}
-
 Result<TargetHandlePtr> ResolveNow(const TargetSpec&, bool) {
   return MakeError(ErrorCode::kInvalidRequest, "oci targets need Linux");
 }

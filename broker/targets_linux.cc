@@ -427,32 +427,11 @@ Result<TargetHandlePtr> OpenCgroup(const TargetSpec& spec, bool hold) {
   return OpenNamed(oldest, named_at, origin, &spec.file, spec.expose, hold);
 }
 
-// An oci target's resolution: the runtime's state, then its pid pinned and checked.
-class ContainerResolution : public Resolution {
- public:
-  std::unique_ptr<StateQuery> query;
-};
+}  // namespace
 
 Result<TargetHandlePtr> OpenContainer(const TargetSpec& spec, const OciState& state, bool hold) {
   return OpenNamed(state.pid, state.asked_at_ticks, "container " + spec.oci.id, nullptr,
                    spec.expose, hold);
-}
-
-}  // namespace
-
-Result<std::unique_ptr<Resolution>> StartResolve(event_base* base, const TargetSpec& spec,
-                                                 bool hold, ResolveDone done) {
-  if (spec.source != SourceType::kOci) {
-    return MakeError(ErrorCode::kInternal, "target '" + spec.name + "' resolves in the loop");
-  }
-  auto resolution = std::make_unique<ContainerResolution>();
-  auto query = StateQuery::Start(base, spec.oci, [&spec, hold, done](Result<OciState> state) {
-    if (!state) return done(std::unexpected(std::move(state.error())));
-    done(OpenContainer(spec, *state, hold));
-  });
-  if (!query) return std::unexpected(std::move(query.error()));
-  resolution->query = std::move(*query);
-  return resolution;
 }
 
 Result<TargetHandlePtr> ResolveNow(const TargetSpec& spec, bool hold) {

@@ -345,6 +345,14 @@ bool WaitForSocket(const std::string& path, std::chrono::milliseconds timeout) {
   return false;
 }
 
+std::string WithTestRunAs(std::string config) {
+  if (const char* run_as = std::getenv("NSB_TEST_RUN_AS");
+      run_as != nullptr && config.find("run_as:") == std::string::npos) {
+    config += "run_as: \"" + std::string(run_as) + "\"\n";
+  }
+  return config;
+}
+
 Result<Broker> Broker::Start(const std::string& config,
                              const std::vector<std::string>& extra_args) {
   return Start(config, BrokerOptions{.extra_args = extra_args});
@@ -361,12 +369,8 @@ Result<Broker> Broker::Start(const std::string& config, const BrokerOptions& opt
     auto at = text.find('"', text.find("socket:"));
     broker.socket_ = text.substr(at + 1, text.find('"', at + 1) - at - 1);
   }
-  // The suites run again with privilege separation on (tests/integration/CMakeLists.txt):
-  // then every broker without a run_as of its own gets this one.
-  if (const char* run_as = std::getenv("NSB_TEST_RUN_AS");
-      run_as != nullptr && text.find("run_as:") == std::string::npos) {
-    text += "run_as: \"" + std::string(run_as) + "\"\n";
-  }
+  text = WithTestRunAs(std::move(text));
+  broker.run_as_ = text.find("run_as:") != std::string::npos;
   broker.dir_->Write("nsbroker.conf", text);
   std::string notify_path = broker.dir_->Join("notify.sock");
   broker.notify_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -453,14 +457,33 @@ Broker::~Broker() {
 std::string Broker::config_path() const { return dir_->Join("nsbroker.conf"); }
 
 Result<pid_t> Broker::ServerPid() const {
-  // The kernel's list of the opener's children: the server is its only one.
   std::string pid = std::to_string(process_.pid());
+  // A root broker's children are OCI runtimes it runs, never a server.
+  if (!run_as_) return MakeError(ErrorCode::kNotFound, "nsbrokerd " + pid + " has no run_as");
+  // The kernel lists the opener's children oldest first: the server, then any OCI runtime
+  // the opener runs for it.
   std::ifstream in("/proc/" + pid + "/task/" + pid + "/children");
   pid_t child = 0;
   if (!(in >> child) || child <= 0) {
     return MakeError(ErrorCode::kNotFound, "nsbrokerd " + pid + " has no server child");
   }
   return child;
+}
+
+int Broker::Kill() {
+  auto server = ServerPid();
+  if (!server) return process_.Stop(SIGKILL);
+  // Stopped first, the opener cannot see its server die; the server, killed next, never
+  // gets the parent-death SIGTERM that would let it finish its loop pass.
+  UniqueFd server_fd(static_cast<int>(syscall(SYS_pidfd_open, *server, 0)));
+  kill(process_.pid(), SIGSTOP);
+  kill(*server, SIGKILL);
+  int status = process_.Stop(SIGKILL);
+  // Not our child: its pidfd polls readable once it has exited.
+  pollfd p{server_fd.get(), POLLIN, 0};
+  while (server_fd.valid() && poll(&p, 1, 10000) < 0 && errno == EINTR) {
+  }
+  return status;
 }
 
 pid_t Broker::ServingPid() const {

@@ -111,9 +111,13 @@ struct RunResult {
 };
 RunResult RunCommand(const std::vector<std::string>& argv, const RunOptions& options = {});
 
+// `config` (text-format BrokerConfig) as the suites run it: with $NSB_TEST_RUN_AS set (the
+// RunAs. entries of tests/integration/CMakeLists.txt), a config without run_as gets that user.
+std::string WithTestRunAs(std::string config);
+
 // The real nsbrokerd, started with a config file; stopped with SIGTERM when destroyed.
-// With $NSB_TEST_RUN_AS set, a config without run_as gets that user (privilege separation):
-// pid() is then the root opener, and ServerPid() its unprivileged server.
+// Its config goes through WithTestRunAs: with privilege separation pid() is the root opener,
+// and ServerPid() its unprivileged server.
 // Its stderr (log and audit lines) goes to a file that log() reads. Readiness is what the
 // broker sends to $NOTIFY_SOCKET (sd_notify(3)), watched together with its pidfd, so a broker
 // that dies instead is an error at once.
@@ -140,6 +144,10 @@ class Broker {
   std::string log() const;
   std::string config_path() const;
   ChildProcess& process() { return process_; }
+  // SIGKILL to every process of the broker at once, as `systemctl kill -s KILL` sends it to
+  // the unit's cgroup: none of them acts on the other's death (the opener would remove the
+  // socket files). Returns once both are gone, with the opener's status (128+SIGKILL).
+  int Kill();
   // Waits (at most 5 s) until the log contains `text`.
   bool WaitForLog(const std::string& text) const;
   // Waits for the next notification carrying READY=1 and returns it whole (a failed reload
@@ -160,6 +168,7 @@ class Broker {
   UniqueFd notify_;  // the NOTIFY_SOCKET we gave the broker
   UniqueFd pidfd_;
   ChildProcess process_;
+  bool run_as_ = false;  // its config has run_as: two processes
 };
 
 // Waits (at most `timeout`) until a UNIX socket at `path` accepts connections.

@@ -5,19 +5,28 @@
 #   NSB_CONFIG_DIR   the directory holding nsbroker.conf (default /etc/nsbroker)
 set -eu
 dir=${NSB_CONFIG_DIR:-/etc/nsbroker}
+started=$(cksum <"$dir/nsbroker.conf" 2>/dev/null || true)
 nsbrokerd -c "$dir/nsbroker.conf" &
 broker=$!
 stopping=0
 trap 'stopping=1; kill -TERM "$broker" 2>/dev/null || true' TERM INT
-# inotifywait blocks until the directory changes: no polling. Stopping the watcher stops the
-# inotifywait it is waiting for, too.
-(trap 'kill "$inotify" 2>/dev/null; wait "$inotify"; exit 0' TERM
- while :; do
-   inotifywait -qq -e create -e moved_to -e close_write "$dir" &
-   inotify=$!
-   wait "$inotify" || exit 0
-   kill -HUP "$broker" 2>/dev/null || exit 0
- done) &
+# inotifywait -m blocks until the directory changes (no polling) and keeps its one watch for
+# good, so no change falls between two watches. A change made before the watch was
+# established is caught by comparing the file with what the broker started on. The watcher is
+# a session (and process group) of its own, so that one signal to the group stops the loop and
+# inotifywait alike: a trap in the loop raced with its own `&` and `wait` (dash missed a TERM
+# there, and the entrypoint then waited forever).
+setsid sh -c 'inotifywait -m -e create -e moved_to -e close_write "$1" 2>&1 |
+  while read -r line; do
+    case $line in
+      "Setting up watches."*) ;;
+      "Watches established."*)
+        echo "entrypoint: watching $1 for changes" >&2
+        [ "$(cksum <"$1/nsbroker.conf" 2>/dev/null || true)" = "$3" ] ||
+          kill -HUP "$2" 2>/dev/null || exit 0 ;;
+      *) kill -HUP "$2" 2>/dev/null || exit 0 ;;
+    esac
+  done' watcher "$dir" "$broker" "$started" &
 watcher=$!
 status=0
 wait "$broker" || status=$?
@@ -26,5 +35,10 @@ if [ "$stopping" = 1 ]; then
   status=0
   wait "$broker" || status=$?
 fi
-kill "$watcher" 2>/dev/null && wait "$watcher" || true
+# The watcher first, then its group: a watcher that had not yet made its session dies of the
+# first signal before it can start an inotifywait; one that had, leaves it in the group. It is
+# our unreaped child, so neither number can be another process's.
+kill -s TERM "$watcher" 2>/dev/null || true
+kill -s TERM -- "-$watcher" 2>/dev/null || true
+wait "$watcher" || true
 exit "$status"

@@ -379,7 +379,7 @@ TEST(Broker, DescriptorBearingAndGarbageRequestsAreRefused) {
   auto sock = Connect(broker->socket());
   ASSERT_OK(sock);
   ASSERT_EQ(Describe(Call(*sock, ListRequest())).substr(0, 12), "TARGETS self");
-  std::size_t broker_fds = CountFdsOf(broker->pid());
+  std::size_t broker_fds = CountFdsOf(broker->ServingPid());
 
   std::string list;
   ListRequest().SerializeToString(&list);
@@ -418,7 +418,7 @@ TEST(Broker, DescriptorBearingAndGarbageRequestsAreRefused) {
     auto status = Call(*asking, StatusRequest());
     ASSERT_OK(status);
     if (status->response.status().active_connections() == 2) {
-      now = CountFdsOf(broker->pid()) - 1;
+      now = CountFdsOf(broker->ServingPid()) - 1;
       break;
     }
   }

@@ -242,8 +242,7 @@ TEST(FastPath, EveryGrantAClientReceivedHasItsAuditLineAfterKill9) {
     char events[4096];
     ASSERT_GT(read(watch.get(), events, sizeof events), 0);
   }
-  ASSERT_EQ(kill(broker->pid(), SIGKILL), 0);
-  EXPECT_EQ(broker->process().Wait(), 128 + SIGKILL);
+  EXPECT_EQ(broker->Kill(), 128 + SIGKILL);
   long total = 0;
   for (Client& c : clients) {
     char buf[64];

@@ -122,7 +122,7 @@ TEST_F(Faults, BrokerKilledUnderLoadThenRestartedOnItsStaleSocket) {
   EXPECT_GE(Count(before, 'G'), 100u) << before;
   EXPECT_EQ(Count(before, 'G'), before.size()) << before;
 
-  EXPECT_EQ(broker->process().Stop(SIGKILL), 128 + SIGKILL);
+  EXPECT_EQ(broker->Kill(), 128 + SIGKILL);
   // The socket file stays behind; clients get a clear error at once, never a hang.
   struct stat st;
   ASSERT_EQ(lstat(path.c_str(), &st), 0);
@@ -208,6 +208,9 @@ TEST_F(Faults, TargetDyingUnderLoad) {
   ASSERT_TRUE(broker->WaitForLog("target 'web1' is unavailable")) << broker->log();
   a->Take();
   b->Take();
+  // The call a client had in flight may have been granted in the loop pass that saw the
+  // pidfd fire (its audit line follows the log line), and reported only now: skipped.
+  a->TakeAtLeast(1);
   std::string web1 = a->TakeAtLeast(30), web2 = b->TakeAtLeast(30);
   EXPECT_EQ(Count(web1, 'U'), web1.size()) << web1;
   EXPECT_EQ(Count(web2, 'G'), web2.size()) << web2;
@@ -225,7 +228,7 @@ TEST_F(Faults, TargetDyingUnderLoad) {
   b.reset();
   std::size_t cached = status->response.status().cache_descriptors();
   EXPECT_GT(cached, 0u);
-  EXPECT_EQ(WaitForFdCount(broker->pid(), baseline + cached), baseline + cached);
+  EXPECT_EQ(WaitForFdCount(broker->ServingPid(), baseline + cached), baseline + cached);
   EXPECT_EQ(StopCleanly(*broker), "");
 }
 
@@ -312,14 +315,16 @@ TEST_F(Faults, HundredThousandGrantsLeakNothing) {
     }
     return "";
   };
-  ASSERT_EQ(grants(20000), "");
+  // Under ASan 20,000 were too few: the first 100,000 after them still touched 8-12 KiB of new
+  // allocator pages in 2 of 7 runs (then 0 KiB in each of four more rounds: no leak).
+  ASSERT_EQ(grants(50000), "");
   std::size_t fds = QuietFdCount(*broker);
-  long rss = RssKib(broker->pid());
+  long rss = RssKib(broker->ServingPid());
   auto start = steady_clock::now();
   ASSERT_EQ(grants(100000), "");
   auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
   EXPECT_EQ(QuietFdCount(*broker), fds);
-  long grown = RssKib(broker->pid()) - rss;
+  long grown = RssKib(broker->ServingPid()) - rss;
   EXPECT_LE(grown, 8) << "RSS grew by " << grown << " KiB over 100,000 grants";
   std::cout << "100,000 grants in " << took.count() << " ms; RSS " << rss << " KiB -> "
             << rss + grown << " KiB; fds " << fds << "\n";

@@ -111,7 +111,7 @@ class Hostile : public ::testing::Test {
         RunCommand({NsjoinBinary(), "--socket", socket(), "-t", "web1", "-u", "--", "hostname"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, std::string(kHostname) + "\n");
-    EXPECT_EQ(WaitForFdCount(broker_->pid(), baseline_), baseline_) << broker_->log();
+    EXPECT_EQ(WaitForFdCount(broker_->ServingPid(), baseline_), baseline_) << broker_->log();
     EXPECT_EQ(kill(broker_->pid(), 0), 0) << "broker died:\n" << broker_->log();
   }
 

@@ -68,7 +68,7 @@ ChildProcess StartChrooted(const TempDir& dir) {
 // `uid` to its clients. The socket queues connections before the broker runs: no wait.
 ChildProcess StartBrokerListeningAs(uid_t uid, const TempDir& dir, const std::string& targets) {
   std::string path = dir.Join("nsbroker.sock");
-  dir.Write("nsbroker.conf", "socket: \"" + path + "\"\n" + targets);
+  dir.Write("nsbroker.conf", WithTestRunAs("socket: \"" + path + "\"\n" + targets));
   UniqueFd fd(socket(AF_UNIX, SOCK_SEQPACKET, 0));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;

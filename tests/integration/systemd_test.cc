@@ -111,8 +111,8 @@ class SystemdTest : public ::testing::Test {
   }
 
   std::string SelfConfig(const std::string& extra = "") const {
-    return "socket: \"" + dir_.Join("nsb.sock") + "\"\n" +
-           "target { name: \"self\" self: true }\n" + extra;
+    return WithTestRunAs("socket: \"" + dir_.Join("nsb.sock") + "\"\n" +
+                         "target { name: \"self\" self: true }\n" + extra);
   }
 
   TempDir dir_;

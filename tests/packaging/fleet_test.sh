@@ -25,15 +25,18 @@ publish v1 "socket: \"$tmp/nsb.sock\" target { name: \"self\" self: true }"
 ln -s ..data/nsbroker.conf "$conf/nsbroker.conf"
 : >"$tmp/log"
 NSB_CONFIG_DIR=$conf PATH="$build/broker:$PATH" \
-  setsid "$src/packaging/container/entrypoint.sh" 2>"$tmp/log" &
+  setsid "$src/packaging/container/entrypoint.sh" >/dev/null 2>"$tmp/log" &
 entry=$!
 wait_log() {  # tail -f follows the log by inotify; no sleeping
   grep -q -m1 "$1" < <(timeout 10 tail -n +1 -f "$tmp/log") || fail "no '$1' in: $(cat "$tmp/log")"
 }
 wait_log "serving 1 targets"
+wait_log "watching $conf for changes"
 publish v2 "socket: \"$tmp/nsb.sock\" target { name: \"self\" self: true }
 target { name: \"again\" self: true }"
 wait_log "reloaded .*: 2 targets"
+# The watcher is a session of its own: its inotifywait must go too, waited for on a pidfd.
+inotify=$(pgrep -f "^inotifywait -m .* $conf\$") || fail "no inotifywait watching $conf"
 kill -TERM "$entry"
 status=0
 wait "$entry" || status=$?
@@ -42,4 +45,11 @@ grep -q "nsbrokerd: stopped" "$tmp/log" || fail "the broker did not stop cleanly
 # Nothing of the entrypoint's session is left (the watcher and its inotifywait included).
 left=$(pgrep -s "$entry" || true)
 [ -z "$left" ] || { ps -o pid,stat,args -p "$(echo $left | tr " " ,)"; fail "left running in the entrypoint's session"; }
+/usr/bin/python3 -c 'import os, select, sys
+try:
+    fd = os.pidfd_open(int(sys.argv[1]))
+except ProcessLookupError:
+    sys.exit(0)
+sys.exit(0 if select.select([fd], [], [], 10)[0] else 1)' "$inotify" ||
+  { kill "$inotify"; fail "the watcher's inotifywait $inotify is still running"; }
 echo "fleet: OK"

@@ -1,7 +1,7 @@
-// The wire codec's record rule on FreeBSD, which changed with FreeBSD 15.0.
+// The datagram record rule on FreeBSD, which changed with FreeBSD 15.0.
 #include <unistd.h>
 
-#include "wire.h"
+#include "datagram.h"
 
 namespace nsbroker {
 

@@ -1,5 +1,5 @@
-// The wire codec's record rule on Linux.
-#include "wire.h"
+// The datagram record rule on Linux.
+#include "datagram.h"
 
 namespace nsbroker {
 
