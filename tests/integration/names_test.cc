@@ -65,7 +65,8 @@ class Containers : public ::testing::TestWithParam<Runtime> {
     ASSERT_FALSE(GetParam().path.empty())
         << GetParam().name << " is not installed (scripts/lib.sh installs it)";
   }
-  // Ids carry the runtime: both suites' containers may run at the same time.
+  // Ids carry the runtime: runc and crun name a container's cgroup after its id, and the two
+  // cases run at the same time.
   std::string Id(const std::string& what) const {
     return "nsb-" + GetParam().name + "-" + what + "-" + std::to_string(getpid());
   }
