@@ -8,7 +8,7 @@ die() { echo "${0##*/}: $*" >&2; exit 1; }
 # inotify-tools (the container entrypoint).
 NSB_PACKAGES=(build-essential cmake pkg-config libevent-dev libprotobuf-dev protobuf-compiler
               libgtest-dev iproute2 util-linux procps uwsgi-core libsystemd-dev systemd
-              bash-completion zsh dpkg-dev python3-yaml inotify-tools runc busybox-static)
+              bash-completion zsh dpkg-dev python3-yaml inotify-tools runc crun busybox-static)
 
 nsb_install_deps() {
   local missing=()

@@ -32,6 +32,7 @@
 
 #include "cgroup_util.h"
 #include "harness.h"
+#include "oci_container.h"
 #include "terminal.h"
 #include "test_util.h"
 
@@ -623,6 +624,47 @@ TEST_F(JailmeTest, CommandStartsInTheTargetsCgroupWhenItIsGranted) {
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, "cg-host\n0::" + cgroup.path() + "\n65534\n");
   target->Kill();
+}
+
+// Targets by name need nothing new of jailme: a cgroup's process and a runc container are
+// joined by name, all their namespaces, as the user.
+TEST_F(JailmeTest, TargetsByNameAreJoinedInAllTheirNamespaces) {
+  ScopedCgroup cgroup("nsb-jailme-named-" + std::to_string(getpid()));
+  ASSERT_FALSE(cgroup.path().empty()) << "no cgroup2 mount or no cgroup to make one under";
+  auto member = Target::Start({.hostname = "jailme-member"});
+  ASSERT_OK(member);
+  ASSERT_TRUE(cgroup.Move(member->pid()));
+  Container box(Runtimes().front(), "nsb-jailme-" + std::to_string(getpid()));
+  pid_t init = box.Run("jailme-box");
+  ASSERT_GT(init, 0);
+  std::string allow = " allow { uid: " + std::to_string(kNobody) + " } }\n";
+  auto broker =
+      Broker::Start(std::string("socket: \"") + kSocketPath + "\"\nsocket_mode: \"0666\"\n" +
+                    "target { name: \"grp\" cgroup: \"" + cgroup.path() + "\"" + allow +
+                    "target { name: \"box\" " + OciConfig(box) + allow);
+  ASSERT_OK(broker);
+  const char* kinds[] = {"uts", "net", "ipc", "mnt", "pid"};
+  // busybox's readlink and id: the container's rootfs has no other.
+  std::string script;
+  for (const char* kind : kinds)
+    script += std::string("/bin/busybox readlink /proc/self/ns/") + kind + ";";
+  script += "/bin/busybox id -u";
+  for (auto [name, pid] : {std::pair{"grp", member->pid()}, std::pair{"box", init}}) {
+    auto r = Jailme(kNobody, {name, "/bin/busybox", "sh", "-c", script});
+    ASSERT_EQ(r.status, 0) << name << ": " << r.err;
+    auto lines = Lines(r.out);
+    ASSERT_EQ(lines.size(), std::size(kinds) + 1) << name << ": " << r.out;
+    for (std::size_t i = 0; i < std::size(kinds); ++i) {
+      std::string want = NsLink("/proc/" + std::to_string(pid) + "/ns/" + kinds[i]);
+      EXPECT_EQ(lines[i], want) << name << " " << kinds[i];
+      EXPECT_NE(lines[i], NsLink(std::string("/proc/self/ns/") + kinds[i]))
+          << name << " " << kinds[i];
+    }
+    EXPECT_EQ(lines.back(), "65534") << name;
+  }
+  EXPECT_TRUE(broker->WaitForLog("pid " + std::to_string(init) + " of container " + box.id()))
+      << broker->log();
+  member->Kill();  // before its group is removed
 }
 
 }  // namespace

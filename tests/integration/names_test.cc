@@ -1,21 +1,19 @@
-// Targets by name against the real nsbrokerd: OCI containers run by Debian's runc in a
-// busybox-static rootfs made here, real cgroup2 groups made here, and fake runtimes that hang
+// Targets by name against the real nsbrokerd: OCI containers run by Debian's runc and crun in
+// a busybox-static rootfs made here, real cgroup2 groups made here, and fake runtimes that hang
 // or print garbage. Names carry this process's pid: other suites run at the same time.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <regex>
 #include <sstream>
 #include <thread>
 
 #include "harness.h"
+#include "oci_container.h"
 #include "raw_client.h"
 #include "test_util.h"
 
@@ -23,15 +21,6 @@ namespace nsbroker::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string FirstExisting(std::initializer_list<const char*> paths) {
-  for (const char* p : paths) {
-    if (access(p, X_OK) == 0) return p;
-  }
-  return {};
-}
-
-std::string Runc() { return FirstExisting({"/usr/sbin/runc", "/usr/bin/runc"}); }
 
 ino_t FdInode(const UniqueFd& fd) {
   struct stat st{};
@@ -65,88 +54,30 @@ std::optional<v1::Status::TargetState> StateOf(const Broker& broker, const std::
   return std::nullopt;
 }
 
-// Runs `argv` with stdio on /dev/null (a detached container keeps the runtime's stdio, so a
-// pipe would never see its end) and returns its exit code.
-int RunQuiet(const std::vector<std::string>& argv) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 0);
-    dup2(null, 1);
-    dup2(null, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+std::string OciTarget(const std::string& name, const Container& c) {
+  return "target { name: \"" + name + "\" " + OciConfig(c) + " }\n";
 }
 
-// A runc container in a busybox-static rootfs, by id under its own --root; deleted (forced)
-// when this object dies.
-class Container {
- public:
-  explicit Container(const std::string& id) : id_(id), root_(dir_.Join("runc-root")) {
-    std::string busybox = FirstExisting({"/bin/busybox", "/usr/bin/busybox"});
-    std::filesystem::create_directories(dir_.Join("rootfs/bin"));
-    std::filesystem::copy_file(busybox, dir_.Join("rootfs/bin/busybox"));
-    for (const char* tool : {"sleep", "true", "sh", "hostname"}) {
-      std::filesystem::create_symlink("busybox", dir_.Join("rootfs/bin/") + tool);
-    }
-    RunResult spec = RunCommand({Runc(), "spec", "--bundle", dir_.path()});
-    EXPECT_EQ(spec.status, 0) << spec.err;
-    std::ifstream in(dir_.Join("config.json"));
-    std::stringstream text;
-    text << in.rdbuf();
-    template_ = text.str();
+class Containers : public ::testing::TestWithParam<Runtime> {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(RequireRoot());
+    ASSERT_FALSE(GetParam().path.empty())
+        << GetParam().name << " is not installed (scripts/lib.sh installs it)";
   }
-  ~Container() { RunQuiet({Runc(), "--root", root_, "delete", "--force", id_}); }
-
-  const std::string& id() const { return id_; }
-  const std::string& root() const { return root_; }
-
-  // `runc run -d` with `hostname`, running `args` (sleep by default); the init's pid, or -1.
-  pid_t Run(const std::string& hostname, const std::string& args = "\"sleep\", \"100000\"") {
-    std::string config = std::regex_replace(template_, std::regex("\"sh\""), args);
-    config = std::regex_replace(config, std::regex("\"terminal\": true"), "\"terminal\": false");
-    config = std::regex_replace(config, std::regex("\"hostname\": \"runc\""),
-                                "\"hostname\": \"" + hostname + "\"");
-    std::ofstream(dir_.Join("config.json")) << config;
-    if (RunQuiet({Runc(), "--root", root_, "run", "-d", "--bundle", dir_.path(), id_}) != 0) {
-      return -1;
-    }
-    return Pid();
+  // Ids carry the runtime: runc and crun name a container's cgroup after its id, and the two
+  // cases run at the same time.
+  std::string Id(const std::string& what) const {
+    return "nsb-" + GetParam().name + "-" + what + "-" + std::to_string(getpid());
   }
-  pid_t Pid() const {
-    RunResult state = RunCommand({Runc(), "--root", root_, "state", id_});
-    std::smatch m;
-    if (!std::regex_search(state.out, m, std::regex("\"pid\": ([0-9]+)"))) return -1;
-    return std::stoi(m[1]);
-  }
-  void KillAndDelete() {
-    RunQuiet({Runc(), "--root", root_, "kill", id_, "KILL"});
-    RunQuiet({Runc(), "--root", root_, "delete", "--force", id_});
-  }
-
- private:
-  TempDir dir_;
-  std::string id_;
-  std::string root_;
-  std::string template_;
 };
 
-std::string OciTarget(const std::string& name, const Container& c) {
-  return "target { name: \"" + name + "\" oci { id: \"" + c.id() + "\" root: \"" + c.root() +
-         "\" } }\n";
-}
+std::string RuntimeName(const ::testing::TestParamInfo<Runtime>& param) { return param.param.name; }
 
-TEST(Names, ContainerIsJoinedByIdAndFollowedAcrossARestart) {
-  ASSERT_TRUE(RequireRoot());
-  ASSERT_FALSE(Runc().empty()) << "runc is not installed (scripts/lib.sh installs it)";
-  Container box("nsb-box-" + std::to_string(getpid()));
+INSTANTIATE_TEST_SUITE_P(Runtimes, Containers, ::testing::ValuesIn(Runtimes()), RuntimeName);
+
+TEST_P(Containers, ContainerIsJoinedByIdAndFollowedAcrossARestart) {
+  Container box(GetParam(), Id("box"));
   pid_t first = box.Run("first");
   ASSERT_GT(first, 0);
   auto broker = Broker::Start(OciTarget("box", box));
@@ -176,9 +107,8 @@ TEST(Names, ContainerIsJoinedByIdAndFollowedAcrossARestart) {
   EXPECT_EQ(broker->log().find("reload"), std::string::npos);
 }
 
-TEST(Names, StoppedContainerIsUnavailableWithItsReason) {
-  ASSERT_TRUE(RequireRoot());
-  Container box("nsb-stopped-" + std::to_string(getpid()));
+TEST_P(Containers, StoppedContainerIsUnavailableWithItsReason) {
+  Container box(GetParam(), Id("stopped"));
   ASSERT_GE(box.Run("stopped", "\"true\""), 0);            // 0 once "true" is done
   ASSERT_TRUE(WaitUntil([&] { return box.Pid() == 0; }));  // its init has exited: "stopped"
   auto broker = Broker::Start(OciTarget("box", box));
