@@ -273,6 +273,14 @@ TEST_F(Faults, ReloadUnderLoad) {
   EXPECT_EQ(StopCleanly(*broker), "");
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsan = true;
+#elif defined(__has_feature)
+constexpr bool kAsan = __has_feature(address_sanitizer);
+#else
+constexpr bool kAsan = false;
+#endif
+
 // 100,000 grants in a row: the broker's descriptors and memory afterwards equal those before
 // (measured after a warm-up, so allocator pools and caches are already at their size).
 TEST_F(Faults, HundredThousandGrantsLeakNothing) {
@@ -325,7 +333,9 @@ TEST_F(Faults, HundredThousandGrantsLeakNothing) {
   auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
   EXPECT_EQ(QuietFdCount(*broker), fds);
   long grown = RssKib(broker->ServingPid()) - rss;
-  EXPECT_LE(grown, 8) << "RSS grew by " << grown << " KiB over 100,000 grants";
+  // ASan's allocator still maps a page or four now and then (16 KiB seen once in the run_as
+  // server); a leak of one allocation per grant would cost it 100,000 redzoned chunks, MiBs.
+  EXPECT_LE(grown, kAsan ? 64 : 8) << "RSS grew by " << grown << " KiB over 100,000 grants";
   std::cout << "100,000 grants in " << took.count() << " ms; RSS " << rss << " KiB -> "
             << rss + grown << " KiB; fds " << fds << "\n";
   EXPECT_EQ(StopCleanly(*broker), "");
