@@ -49,10 +49,6 @@ std::string ExitStatus(int status) {
   return "ended with wait status " + std::to_string(status);
 }
 
-bool SameRunAs(const RunAs& a, const RunAs& b) {
-  return a.name == b.name && a.uid == b.uid && a.gid == b.gid && a.groups == b.groups;
-}
-
 const char* SwitchRefusal(std::uint32_t status) {
   switch (static_cast<privsep::SwitchStatus>(status)) {
     case privsep::SwitchStatus::kUnparsable:
@@ -392,10 +388,7 @@ void Opener::Reload() {
   auto compiled = Compile();
   if (!compiled) return failed(compiled.error().message);
   Config& next = compiled->table;
-  if (!next.run_as || !SameRunAs(*next.run_as, setup_.run_as)) {
-    LogLine("reload: run_as changes only on restart");
-  }
-  next.run_as.reset();
+  KeepRunAs(next, setup_.run_as);
   const Config& now = current_.config;
   std::vector<int> fds;
   auto memfd = SealedMemfd("nsbroker.conf", compiled->text);
