@@ -278,7 +278,7 @@ void Opener::Open(Generation& generation, const privsep::Request& request) {
   // Opening again is re-resolution: the old handle goes whatever the outcome.
   Slot& slot = *generation.slots[request.index];
   slot.handle.reset();
-  auto opened = setup_.open(spec, /*hold=*/false);
+  auto opened = setup_.open(spec);
   if (!opened) {
     SetError(reply, opened.error());
     return Send(reply, {});

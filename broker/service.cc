@@ -97,7 +97,7 @@ Result<void> FitsBudget(const Config& config) {
   ledger.Set(Account::kListeners, Listeners(config));
   std::size_t cost = 0;
   for (const TargetSpec& spec : config.targets) {
-    cost += Catalog::Cost(spec, config.run_as.has_value());
+    cost += Catalog::Cost(spec);
   }
   return ledger.Fit(config, cost);
 }
