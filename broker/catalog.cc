@@ -11,14 +11,14 @@ constexpr std::chrono::milliseconds kMaxBackoff{10000};
 
 }  // namespace
 
-std::size_t Catalog::Cost(const TargetSpec& spec, bool hold) {
+std::size_t Catalog::Cost(const TargetSpec& spec) {
   auto kinds = static_cast<std::size_t>(KindSetSize(spec.expose));
   switch (spec.source) {
     case SourceType::kPid:
     case SourceType::kPidFile:
     case SourceType::kOci:
     case SourceType::kCgroup:
-      return 1 + (hold ? kinds : 0);  // the pidfd, and in hold mode every exposed descriptor
+      return 1;  // the pidfd: its namespaces are opened per fetch, held by the grant cache
     case SourceType::kJail:
       return 1;
     case SourceType::kSelf:
@@ -36,10 +36,9 @@ std::unique_ptr<Catalog> Catalog::Build(Config config, Catalog* previous, Target
   const Config& c = catalog->config_;
   catalog->entries_.reserve(c.targets.size());
   catalog->by_name_.reserve(c.targets.size());
-  bool same_mode = previous != nullptr && previous->hold() == catalog->hold();
   for (const TargetSpec& spec : c.targets) {
     CatalogEntry entry{.spec = &spec};
-    const CatalogEntry* old = same_mode ? previous->Find(spec.name) : nullptr;
+    const CatalogEntry* old = previous != nullptr ? previous->Find(spec.name) : nullptr;
     if (old != nullptr && !old->pending && SameSource(*old->spec, spec)) {
       auto& moved = previous->entries_[previous->by_name_.at(spec.name)];
       entry.handle = std::move(moved.handle);
@@ -57,7 +56,7 @@ std::unique_ptr<Catalog> Catalog::Build(Config config, Catalog* previous, Target
       entry.pending = true;
       entry.gone = kOpening;
     }
-    catalog->cost_ += Cost(spec, catalog->hold());
+    catalog->cost_ += Cost(spec);
     catalog->by_name_.emplace(spec.name, catalog->entries_.size());
     catalog->entries_.push_back(std::move(entry));
   }
@@ -85,7 +84,7 @@ void Catalog::OpenEntry(std::size_t index, Clock::time_point now) {
     entry.retry_at = now;
     return;
   }
-  Record(index, opener_(*entry.spec, hold()), now);
+  Record(index, opener_(*entry.spec), now);
 }
 
 void Catalog::Record(std::size_t index, Result<TargetHandlePtr> handle, Clock::time_point now) {
@@ -142,7 +141,7 @@ void Catalog::ResolveAllNow() {
   for (std::size_t i = 0; i < entries_.size(); ++i) {
     // OpenTarget resolves a container now (ResolveNow); a privilege-separated server's
     // opener asks the root opener.
-    if (entries_[i].resolving) Settle(i, opener_(*entries_[i].spec, hold()), Clock::now());
+    if (entries_[i].resolving) Settle(i, opener_(*entries_[i].spec), Clock::now());
   }
 }
 

@@ -69,10 +69,6 @@ class Catalog {
   const Config& config() const { return config_; }
   // How this catalog opens targets; a reload's catalog opens them the same way.
   const TargetOpener& opener() const { return opener_; }
-  // Hold mode: every exposed descriptor is opened with its target and kept. The daemon and
-  // --check-config clear run_as from their catalogs' config (the privilege-separated server
-  // fetches through its opener), so no catalog of theirs holds.
-  bool hold() const { return config_.run_as.has_value(); }
   std::vector<CatalogEntry>& entries() { return entries_; }
   const std::vector<CatalogEntry>& entries() const { return entries_; }
   const CatalogEntry* Find(std::string_view name) const;
@@ -80,8 +76,8 @@ class Catalog {
   void MarkGone(std::size_t index, std::chrono::steady_clock::time_point now);
   std::size_t unavailable() const;
 
-  // Descriptors a target of `spec` holds once open (its pidfd and held namespace files).
-  static std::size_t Cost(const TargetSpec& spec, bool hold);
+  // Descriptors a target of `spec` holds once open (its pidfd, or its namespace files).
+  static std::size_t Cost(const TargetSpec& spec);
   // The sum over this config's targets: what the ledger charges to its targets account.
   std::size_t cost() const { return cost_; }
 

@@ -81,6 +81,8 @@ struct RunAs {
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;
+
+  bool operator==(const RunAs&) const = default;
 };
 
 struct Config {

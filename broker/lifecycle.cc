@@ -170,9 +170,9 @@ void Lifecycle::StartResolving(std::size_t index) {
   CatalogEntry& entry = catalog_->entries()[index];
   entry.retry_at = Clock::time_point::max();  // until this resolution ends
   if (resolutions_.contains(index)) return;
-  auto work = resolver_(
-      base_, *entry.spec, catalog_->hold(),
-      [this, index](Result<TargetHandlePtr> handle) { OnResolved(index, std::move(handle)); });
+  auto work = resolver_(base_, *entry.spec, [this, index](Result<TargetHandlePtr> handle) {
+    OnResolved(index, std::move(handle));
+  });
   if (work) {
     resolutions_.emplace(index, std::move(*work));
     return;

@@ -27,8 +27,8 @@ inline constexpr std::size_t kOpenBatch = 64;
 
 // How targets that resolve in the background start resolving: StartResolve (resolution.h), or a
 // privilege-separated server's opener (opener_client.h).
-using Resolver = std::function<Result<std::unique_ptr<Resolution>>(event_base*, const TargetSpec&,
-                                                                   bool hold, ResolveDone)>;
+using Resolver =
+    std::function<Result<std::unique_ptr<Resolution>>(event_base*, const TargetSpec&, ResolveDone)>;
 
 class Lifecycle {
  public:

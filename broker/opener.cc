@@ -49,10 +49,6 @@ std::string ExitStatus(int status) {
   return "ended with wait status " + std::to_string(status);
 }
 
-bool SameRunAs(const RunAs& a, const RunAs& b) {
-  return a.name == b.name && a.uid == b.uid && a.gid == b.gid && a.groups == b.groups;
-}
-
 const char* SwitchRefusal(std::uint32_t status) {
   switch (static_cast<privsep::SwitchStatus>(status)) {
     case privsep::SwitchStatus::kUnparsable:
@@ -282,7 +278,7 @@ void Opener::Open(Generation& generation, const privsep::Request& request) {
   // Opening again is re-resolution: the old handle goes whatever the outcome.
   Slot& slot = *generation.slots[request.index];
   slot.handle.reset();
-  auto opened = setup_.open(spec, /*hold=*/false);
+  auto opened = setup_.open(spec);
   if (!opened) {
     SetError(reply, opened.error());
     return Send(reply, {});
@@ -392,10 +388,7 @@ void Opener::Reload() {
   auto compiled = Compile();
   if (!compiled) return failed(compiled.error().message);
   Config& next = compiled->table;
-  if (!next.run_as || !SameRunAs(*next.run_as, setup_.run_as)) {
-    LogLine("reload: run_as changes only on restart");
-  }
-  next.run_as.reset();
+  KeepRunAs(next, setup_.run_as);
   const Config& now = current_.config;
   std::vector<int> fds;
   auto memfd = SealedMemfd("nsbroker.conf", compiled->text);

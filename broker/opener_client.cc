@@ -102,11 +102,11 @@ void OpenerClient::Serve(std::uint64_t generation, const Config& config) {
 }
 
 TargetOpener OpenerClient::Opener() {
-  return [this](const TargetSpec& spec, bool) { return Open(spec); };
+  return [this](const TargetSpec& spec) { return Open(spec); };
 }
 
 Resolver OpenerClient::BackgroundResolver() {
-  return [this](event_base* base, const TargetSpec& spec, bool,
+  return [this](event_base* base, const TargetSpec& spec,
                 ResolveDone done) -> Result<std::unique_ptr<Resolution>> {
     return std::make_unique<DeferredOpen>(base, [this, &spec, done] { done(Open(spec)); });
   };

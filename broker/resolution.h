@@ -2,7 +2,7 @@
 // asked (oci_state.h) with its pipes, pidfd and timeout watched by libevent. Never blocks the
 // loop, and never opens a target any other way than targets.h does.
 //
-//   auto r = nsbroker::StartResolve(base, spec, false, [](Result<TargetHandlePtr> h) { ... });
+//   auto r = nsbroker::StartResolve(base, spec, [](Result<TargetHandlePtr> h) { ... });
 #pragma once
 
 #include <event2/event.h>
@@ -27,7 +27,7 @@ using ResolveDone = std::function<void(Result<TargetHandlePtr>)>;
 // `done` must not destroy the Resolution (it runs inside one of its events). The blocking
 // counterpart is ResolveNow (targets.h).
 [[nodiscard]] Result<std::unique_ptr<Resolution>> StartResolve(event_base* base,
-                                                               const TargetSpec& spec, bool hold,
+                                                               const TargetSpec& spec,
                                                                ResolveDone done);
 
 }  // namespace nsbroker

@@ -3,8 +3,7 @@
 
 namespace nsbroker {
 
-Result<std::unique_ptr<Resolution>> StartResolve(event_base*, const TargetSpec&, bool,
-                                                 ResolveDone) {
+Result<std::unique_ptr<Resolution>> StartResolve(event_base*, const TargetSpec&, ResolveDone) {
   return MakeError(ErrorCode::kInvalidRequest, "oci targets need Linux");
 }
 

@@ -11,9 +11,8 @@ namespace {
 
 class ContainerResolution : public Resolution {
  public:
-  ContainerResolution(const TargetSpec& spec, bool hold, ResolveDone done,
-                      std::unique_ptr<StateQuery> query)
-      : spec_(spec), hold_(hold), done_(std::move(done)), query_(std::move(query)) {}
+  ContainerResolution(const TargetSpec& spec, ResolveDone done, std::unique_ptr<StateQuery> query)
+      : spec_(spec), done_(std::move(done)), query_(std::move(query)) {}
 
   void Watch(event_base* base) {
     out_ = WatchStream(base, StateQuery::Stream::kOut);
@@ -50,11 +49,10 @@ class ContainerResolution : public Resolution {
     timeout_->Del();
     ResolveDone done = std::move(done_);
     if (!state) return done(std::unexpected(std::move(state.error())));
-    done(OpenContainer(spec_, *state, hold_));
+    done(OpenContainer(spec_, *state));
   }
 
   const TargetSpec& spec_;
-  bool hold_;
   ResolveDone done_;
   bool answered_ = false;
   // Before the events, so that they are freed before the query closes what they watch.
@@ -65,14 +63,13 @@ class ContainerResolution : public Resolution {
 }  // namespace
 
 Result<std::unique_ptr<Resolution>> StartResolve(event_base* base, const TargetSpec& spec,
-                                                 bool hold, ResolveDone done) {
+                                                 ResolveDone done) {
   if (spec.source != SourceType::kOci) {
     return MakeError(ErrorCode::kInternal, "target '" + spec.name + "' resolves in the loop");
   }
   auto query = StateQuery::Start(spec.oci);
   if (!query) return std::unexpected(std::move(query.error()));
-  auto resolution =
-      std::make_unique<ContainerResolution>(spec, hold, std::move(done), std::move(*query));
+  auto resolution = std::make_unique<ContainerResolution>(spec, std::move(done), std::move(*query));
   resolution->Watch(base);
   return resolution;
 }

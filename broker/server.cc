@@ -123,7 +123,7 @@ void Server::AddListener(UniqueFd listen_fd) {
 Result<void> Server::Fits(const Config& config) const {
   std::size_t cost = 0;
   for (const TargetSpec& spec : config.targets) {
-    cost += Catalog::Cost(spec, config.run_as.has_value());
+    cost += Catalog::Cost(spec);
   }
   return ledger_.Fit(config, cost);
 }

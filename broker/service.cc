@@ -20,6 +20,7 @@
 #include "sealed_memfd.h"
 #include "server.h"
 #include "systemd.h"
+#include "target_table.h"
 #include "trusted_file.h"
 #include "unix_address.h"
 #include "uwsgi_compat.h"
@@ -96,7 +97,7 @@ Result<void> FitsBudget(const Config& config) {
   ledger.Set(Account::kListeners, Listeners(config));
   std::size_t cost = 0;
   for (const TargetSpec& spec : config.targets) {
-    cost += Catalog::Cost(spec, config.run_as.has_value());
+    cost += Catalog::Cost(spec);
   }
   return ledger.Fit(config, cost);
 }
@@ -398,6 +399,7 @@ void Daemon::Reload() {
   };
   auto next = LoadServiceConfig(options_);
   if (!next) return failed(next.error().message);
+  KeepRunAs(*next, std::nullopt);  // this daemon was started without run_as
   auto audit = CheckReload(
       *next, [](const Config& c) { return AuditLog::Open(c.audit_log, c.audit_format); });
   if (!audit) return failed(audit.error().message);

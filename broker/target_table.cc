@@ -4,6 +4,7 @@
 #include <limits>
 #include <optional>
 
+#include "log.h"
 #include "nsbroker/kind_set.h"
 #include "nsbroker/ns_kind.h"
 
@@ -235,6 +236,11 @@ Result<Config> DecodeTargetTable(std::string_view bytes) {
 bool SameSource(const TargetSpec& a, const TargetSpec& b) {
   return a.source == b.source && a.pid == b.pid && a.file == b.file && a.oci == b.oci &&
          a.paths == b.paths && a.expose == b.expose;
+}
+
+void KeepRunAs(Config& next, const std::optional<RunAs>& running) {
+  if (next.run_as != running) LogLine("reload: run_as changes only on restart");
+  next.run_as.reset();
 }
 
 std::string EncodeCompiledConfig(const CompiledConfig& compiled) {

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,11 @@ std::string EncodeTargetTable(const Config& config);
 // Allow rules may differ; they are policy, applied per request. A reload keeps the handles of
 // such targets, in the server's catalog and in the opener alike.
 bool SameSource(const TargetSpec& a, const TargetSpec& b);
+
+// For a reload, in nsbrokerd and the opener alike: clears `next.run_as`, logging when it differs
+// from `running`, the run_as the daemon started with (none: a single root process). Privileges are
+// dropped once, at start, so run_as changes only on restart (docs/PRIVSEP.md).
+void KeepRunAs(Config& next, const std::optional<RunAs>& running);
 
 // What `nsbrokerd --compile-config` writes for the opener's reload: the bytes of the file it
 // read as root (handed to the server, which parses them again) and their target table.

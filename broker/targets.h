@@ -2,7 +2,7 @@
 // namespace descriptors and pidfds, in targets_linux.cc; FreeBSD: jails, in targets_freebsd.cc
 // over jail_target.h). Never decides who may enter, nor who gets a jail descriptor.
 //
-//   auto handle = nsbroker::OpenTarget(spec, /*hold=*/false);
+//   auto handle = nsbroker::OpenTarget(spec);
 //   auto entries = (*handle)->Open(KindBit(NsKind::kNet) | KindBit(NsKind::kUts));
 #pragma once
 
@@ -66,9 +66,8 @@ class TargetHandle {
   // A number no other handle of this process ever has (the grant cache's key: an address
   // could be reused by the next handle).
   std::uint64_t serial() const { return serial_; }
-  // The entries this handle holds for its whole life (self, netns and path targets, and
-  // process targets in hold mode), sent as they are; null when they are fetched per grant
-  // (Open, through the grant cache).
+  // The entries this handle holds for its whole life (self, netns and path targets), sent as
+  // they are; null when they are fetched per grant (Open, through the grant cache).
   virtual GrantSetPtr held() const { return nullptr; }
   // Fresh descriptors (the caller owns them) for `kinds`, in wire order, each verified.
   // kUnavailable with the reason when the target is gone ("process 1234 exited").
@@ -98,24 +97,22 @@ class TargetHandle {
 };
 using TargetHandlePtr = std::unique_ptr<TargetHandle>;
 
-// Opens `spec` and checks it exists. With `hold`, every exposed descriptor is opened and kept
-// now (needed before a privilege drop, and for sources that cannot be reached later);
-// otherwise a process is pinned (pidfd) and its descriptors are fetched per grant.
-[[nodiscard]] Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool hold);
+// Opens `spec` and checks it exists. A process is pinned (pidfd) and its descriptors are
+// fetched per grant; the other sources' descriptors are opened and kept now.
+[[nodiscard]] Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec);
 // How a target is opened, by the catalog and by the privilege-separated opener: the
 // platform's OpenTarget, or (in tests of platform-neutral logic that the kernel here cannot
 // run, such as FreeBSD jails) a fake of that seam.
-using TargetOpener = std::function<Result<TargetHandlePtr>(const TargetSpec&, bool hold)>;
+using TargetOpener = std::function<Result<TargetHandlePtr>(const TargetSpec&)>;
 
 // An oci target, resolved now: the runtime asked (oci_state.h, blocking at most its
 // timeout_ms), then its pid pinned and checked (--check-config, the privilege-separated
 // opener; the loop resolves in the background instead, resolution.h).
-[[nodiscard]] Result<TargetHandlePtr> ResolveNow(const TargetSpec& spec, bool hold);
+[[nodiscard]] Result<TargetHandlePtr> ResolveNow(const TargetSpec& spec);
 // The same from what the runtime answered (Linux): the pid it named, pinned by a pidfd and
 // checked to be the process it saw (started no later than it was asked).
 struct OciState;
-[[nodiscard]] Result<TargetHandlePtr> OpenContainer(const TargetSpec& spec, const OciState& state,
-                                                    bool hold);
+[[nodiscard]] Result<TargetHandlePtr> OpenContainer(const TargetSpec& spec, const OciState& state);
 
 // What the privilege-separated server checks of every descriptor its opener hands it (and the
 // opener before it does): `fd` is what `kind` promises (an nsfs file of that namespace type,

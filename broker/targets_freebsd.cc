@@ -142,9 +142,8 @@ KindSet SourceKinds(const TargetSpec& spec) {
   return spec.source == SourceType::kJail ? KindBit(NsKind::kJail) : 0;
 }
 
-Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool /*hold*/) {
-  // A jail target is always held (its jid, name and descriptor are all it needs), so `hold`
-  // changes nothing here.
+Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec) {
+  // A jail target is always held: its jid, name and descriptor are all it needs.
   if (spec.source != SourceType::kJail) {
     return MakeError(ErrorCode::kInvalidRequest, "namespace targets need Linux");
   }
@@ -152,7 +151,7 @@ Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool /*hold*/) {
 }
 
 // Containers are a Linux source; the config refuses them here (SourceSupported).
-Result<TargetHandlePtr> ResolveNow(const TargetSpec&, bool) {
+Result<TargetHandlePtr> ResolveNow(const TargetSpec&) {
   return MakeError(ErrorCode::kInvalidRequest, "oci targets need Linux");
 }
 

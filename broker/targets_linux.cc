@@ -140,25 +140,7 @@ class ProcessTarget : public TargetHandle {
   ProcessTarget(pid_t pid, UniqueFd pidfd, std::string origin = {})
       : pid_(pid), pidfd_(std::move(pidfd)), origin_(std::move(origin)) {}
 
-  // Opens and keeps every kind in `kinds` (hold mode: before a privilege drop).
-  Result<void> Hold(KindSet kinds) {
-    auto fds = Fetch(kinds);
-    if (!fds) return std::unexpected(std::move(fds.error()));
-    held_ = MakeGrantSet(std::move(*fds));
-    holding_ = true;
-    return {};
-  }
-
-  Result<std::vector<EntryFd>> Open(KindSet kinds) const override {
-    if (holding_) {
-      if (!Alive()) return Gone();
-      return DupEntries(held_->entries, kinds);
-    }
-    return Fetch(kinds);
-  }
-  // In hold mode the held set is sent as it is; the target's exit is the pidfd event's to
-  // report (the catalog marks it unavailable), not a poll per grant.
-  GrantSetPtr held() const override { return holding_ ? held_ : nullptr; }
+  Result<std::vector<EntryFd>> Open(KindSet kinds) const override { return Fetch(kinds); }
   int watch_fd() const override { return pidfd_.get(); }
   std::string GoneReason() const override { return "process " + std::to_string(pid_) + " exited"; }
   pid_t pid() const override { return pid_; }
@@ -211,8 +193,6 @@ class ProcessTarget : public TargetHandle {
   pid_t pid_;
   UniqueFd pidfd_;
   std::string origin_;
-  bool holding_ = false;
-  GrantSetPtr held_;
 };
 
 // The pid file must be root's all the way down (trusted_file.h): a user who can write it could
@@ -234,7 +214,7 @@ Result<pid_t> ReadPidFile(const std::string& path) {
   return pid;
 }
 
-Result<TargetHandlePtr> OpenProcess(pid_t pid, KindSet kinds, bool hold) {
+Result<TargetHandlePtr> OpenProcess(pid_t pid) {
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd.valid()) {
     if (errno == ESRCH)
@@ -244,10 +224,6 @@ Result<TargetHandlePtr> OpenProcess(pid_t pid, KindSet kinds, bool hold) {
   auto target = std::make_unique<ProcessTarget>(pid, std::move(pidfd));
   if (ProcessExited(target->watch_fd())) {
     return MakeError(ErrorCode::kUnavailable, target->GoneReason());
-  }
-  if (hold) {
-    auto held = target->Hold(kinds);
-    if (!held) return std::unexpected(std::move(held.error()));
   }
   return target;
 }
@@ -298,7 +274,7 @@ std::optional<ProcStat> ReadStat(pid_t pid) {
 // cgroup the membership check below still holds it to the group. With `cgroup`, it must
 // still be in that group.
 Result<TargetHandlePtr> OpenNamed(pid_t pid, unsigned long long named_at, std::string origin,
-                                  const std::string* cgroup, KindSet kinds, bool hold) {
+                                  const std::string* cgroup) {
   const std::string process = "process " + std::to_string(pid);
   auto before = ReadStat(pid);
   if (!before) return MakeError(ErrorCode::kUnavailable, "no " + process + " (" + origin + ")");
@@ -329,10 +305,6 @@ Result<TargetHandlePtr> OpenNamed(pid_t pid, unsigned long long named_at, std::s
     if (!groups || !(groups->starts_with(line) || groups->find("\n" + line) != std::string::npos)) {
       return MakeError(ErrorCode::kUnavailable, process + " left " + origin);
     }
-  }
-  if (hold) {
-    auto held = target->Hold(kinds);
-    if (!held) return std::unexpected(std::move(held.error()));
   }
   return target;
 }
@@ -383,7 +355,7 @@ constexpr std::size_t kMaxGroupPids = 4096;
 // A cgroup target: the oldest live process of the group. cgroup.procs is read under the
 // rules of pid files (trusted_file.h): a group a user owns (delegated) is refused, since its
 // owner decides which of its processes is oldest there.
-Result<TargetHandlePtr> OpenCgroup(const TargetSpec& spec, bool hold) {
+Result<TargetHandlePtr> OpenCgroup(const TargetSpec& spec) {
   auto mount = Cgroup2Mount();
   if (!mount) return std::unexpected(std::move(mount.error()));
   const std::string origin = "cgroup " + spec.file;
@@ -424,20 +396,19 @@ Result<TargetHandlePtr> OpenCgroup(const TargetSpec& spec, bool hold) {
     }
   }
   if (oldest == 0) return MakeError(ErrorCode::kUnavailable, origin + " has no process");
-  return OpenNamed(oldest, named_at, origin, &spec.file, spec.expose, hold);
+  return OpenNamed(oldest, named_at, origin, &spec.file);
 }
 
 }  // namespace
 
-Result<TargetHandlePtr> OpenContainer(const TargetSpec& spec, const OciState& state, bool hold) {
-  return OpenNamed(state.pid, state.asked_at_ticks, "container " + spec.oci.id, nullptr,
-                   spec.expose, hold);
+Result<TargetHandlePtr> OpenContainer(const TargetSpec& spec, const OciState& state) {
+  return OpenNamed(state.pid, state.asked_at_ticks, "container " + spec.oci.id, nullptr);
 }
 
-Result<TargetHandlePtr> ResolveNow(const TargetSpec& spec, bool hold) {
+Result<TargetHandlePtr> ResolveNow(const TargetSpec& spec) {
   auto state = QueryStateNow(spec.oci);
   if (!state) return std::unexpected(std::move(state.error()));
-  return OpenContainer(spec, *state, hold);
+  return OpenContainer(spec, *state);
 }
 
 Result<EntryFd> VerifyEntry(NsKind kind, UniqueFd fd, const std::string& what) {
@@ -492,19 +463,19 @@ KindSet SourceKinds(const TargetSpec& spec) {
   return 0;
 }
 
-Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec, bool hold) {
+Result<TargetHandlePtr> OpenTarget(const TargetSpec& spec) {
   switch (spec.source) {
     case SourceType::kPid:
-      return OpenProcess(spec.pid, spec.expose, hold);
+      return OpenProcess(spec.pid);
     case SourceType::kPidFile: {
       auto pid = ReadPidFile(spec.file);
       if (!pid) return std::unexpected(std::move(pid.error()));
-      return OpenProcess(*pid, spec.expose, hold);
+      return OpenProcess(*pid);
     }
     case SourceType::kCgroup:
-      return OpenCgroup(spec, hold);
+      return OpenCgroup(spec);
     case SourceType::kOci:
-      return ResolveNow(spec, hold);  // blocks: the loop uses StartResolve instead
+      return ResolveNow(spec);  // blocks: the loop uses StartResolve instead
     case SourceType::kSelf:
     case SourceType::kNetns:
     case SourceType::kPaths: {

@@ -109,6 +109,38 @@ TEST(FastPath, ChangedNamespaceIsServedWithinRefreshMsAndTheOldOneBefore) {
   EXPECT_EQ(StopCleanly(*broker), "");
 }
 
+// A root broker reloaded with a run_as added keeps running as it is (run_as changes only on
+// restart): its targets are still fetched per grant, none opened again and held for good.
+TEST(FastPath, ReloadAddingRunAsKeepsTheTargetsFetchedPerGrant) {
+  ASSERT_TRUE(RequireRoot());
+  Unsharer target;
+  std::string proc_net = "/proc/" + std::to_string(target.pid()) + "/ns/net";
+  std::string mover =
+      "target { name: \"mover\" pid: " + std::to_string(target.pid()) + " refresh_ms: 0 }\n";
+  auto broker = Broker::Start(mover);
+  ASSERT_OK(broker);
+  std::size_t before = CountFdsOf(broker->ServingPid());  // idle: no connection open
+
+  std::ofstream(broker->config_path())
+      << "socket: \"" << broker->socket() << "\"\nrun_as: \"nobody\"\n"
+      << mover;
+  auto reloaded = broker->Reload();
+  ASSERT_OK(reloaded);
+  EXPECT_FALSE(reloaded->contains("reload failed")) << *reloaded;
+  EXPECT_TRUE(broker->WaitForLog("reload: run_as changes only on restart")) << broker->log();
+  EXPECT_TRUE(broker->WaitForLog("reloaded " + broker->config_path() + ": 1 targets"))
+      << broker->log();
+  EXPECT_EQ(CountFdsOf(broker->ServingPid()), before);
+
+  std::uint64_t old_net = NsInode(proc_net);
+  ASSERT_EQ(NetInode(CallOnce(broker->socket(), JoinRequest("mover", {v1::NET}))), old_net);
+  ASSERT_TRUE(target.Unshare());
+  std::uint64_t new_net = NsInode(proc_net);
+  ASSERT_NE(new_net, old_net);
+  EXPECT_EQ(NetInode(CallOnce(broker->socket(), JoinRequest("mover", {v1::NET}))), new_net);
+  EXPECT_EQ(StopCleanly(*broker), "");
+}
+
 TEST(FastPath, DeadTargetIsUnavailableOnTheNextGrantAfterItsPidfdFired) {
   ASSERT_TRUE(RequireRoot());
   auto target = Target::Start();

@@ -26,7 +26,7 @@ class GrantCacheTest : public ::testing::Test {
       specs_[i].source = SourceType::kPid;
       specs_[i].pid = getpid();
       specs_[i].expose = kEight;
-      auto handle = OpenTarget(specs_[i], false);
+      auto handle = OpenTarget(specs_[i]);
       ASSERT_OK(handle);
       handles_[i] = std::move(*handle);
     }

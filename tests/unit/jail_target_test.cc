@@ -272,9 +272,8 @@ class JailGrantTest : public ::testing::TestWithParam<bool> {
     spec.rules.push_back({Rule::Who::kUid, 65534, "uid 65534", KindBit(NsKind::kJail)});
     config.targets.push_back(std::move(spec));
     JailSystemPtr system = jails_;
-    auto catalog = Catalog::Open(std::move(config), [system](const TargetSpec& s, bool) {
-      return OpenJailTarget(s, system);
-    });
+    auto catalog = Catalog::Open(
+        std::move(config), [system](const TargetSpec& s) { return OpenJailTarget(s, system); });
     ASSERT_OK(catalog);
     catalog_ = std::move(*catalog);
   }
@@ -387,7 +386,7 @@ TEST(JailTarget, APrivilegeSeparatedServerGetsItsJailDescriptorsFromTheRootOpene
         .config = config,
         .channel = std::move(pair->first),
         .server = server,
-        .open = [jails](const TargetSpec& spec, bool) { return OpenJailTarget(spec, jails); }};
+        .open = [jails](const TargetSpec& spec) { return OpenJailTarget(spec, jails); }};
     _exit(Opener(std::move(setup)).Run());
   }
   pair->first.reset();

@@ -100,7 +100,7 @@ TEST(QueryStateNow, KillsAHungRuntimeAtItsTimeout) {
 
 TEST(TargetsLibrary, OpensATargetAndSendsItsDescriptor) {
   TargetSpec self{.name = "self", .source = SourceType::kSelf, .expose = KindBit(NsKind::kUts)};
-  auto handle = OpenTarget(self, /*hold=*/false);
+  auto handle = OpenTarget(self);
   ASSERT_OK(handle);
   auto entries = (*handle)->Open(KindBit(NsKind::kUts));
   ASSERT_OK(entries);

@@ -48,7 +48,7 @@ TEST(Targets, ProcessTargetFetchesDescriptorsOnDemand) {
   auto target = Target::Start({.hostname = "targets-test"});
   ASSERT_OK(target);
   std::size_t before = testing::CountOpenFds();
-  auto handle = OpenTarget(PidSpec(target->pid()), /*hold=*/false);
+  auto handle = OpenTarget(PidSpec(target->pid()));
   ASSERT_OK(handle);
   EXPECT_EQ(testing::CountOpenFds(), before + 1) << "only the pidfd is held";
   auto entries = (*handle)->Open(kAllProcess);
@@ -60,26 +60,12 @@ TEST(Targets, ProcessTargetFetchesDescriptorsOnDemand) {
   EXPECT_NE((*entries)[3].inode, NsInode("/proc/self/ns/net"));
 }
 
-TEST(Targets, HeldProcessTargetKeepsEveryDescriptor) {
-  ASSERT_TRUE(testing::RequireRoot());
-  auto target = Target::Start();
-  ASSERT_OK(target);
-  std::size_t before = testing::CountOpenFds();
-  auto handle = OpenTarget(PidSpec(target->pid()), /*hold=*/true);
-  ASSERT_OK(handle);
-  EXPECT_EQ(testing::CountOpenFds(), before + 11) << "pidfd + 10 entries";
-  auto entries = (*handle)->Open(KindBit(NsKind::kNet) | KindBit(NsKind::kUts));
-  ASSERT_OK(entries);
-  ASSERT_EQ(entries->size(), 2u);
-  ExpectMatchesProcess(*entries, target->pid());
-}
-
 TEST(Targets, DeadProcessIsUnavailable) {
   ASSERT_TRUE(testing::RequireRoot());
   auto target = Target::Start();
   ASSERT_OK(target);
   pid_t pid = target->pid();
-  auto handle = OpenTarget(PidSpec(pid), false);
+  auto handle = OpenTarget(PidSpec(pid));
   ASSERT_OK(handle);
   target->Kill();
   pollfd p{(*handle)->watch_fd(), POLLIN, 0};
@@ -88,7 +74,7 @@ TEST(Targets, DeadProcessIsUnavailable) {
   ASSERT_FALSE(entries.has_value());
   EXPECT_EQ(entries.error().code, ErrorCode::kUnavailable);
   EXPECT_EQ(entries.error().message, "process " + std::to_string(pid) + " exited");
-  auto again = OpenTarget(PidSpec(pid), false);
+  auto again = OpenTarget(PidSpec(pid));
   ASSERT_FALSE(again.has_value());
   EXPECT_EQ(again.error().code, ErrorCode::kUnavailable);
 }
@@ -101,14 +87,14 @@ TEST(Targets, PidFileIsRead) {
   dir.Write("t.pid", std::to_string(target->pid()) + "\n");
   TargetSpec spec{.name = "t", .source = SourceType::kPidFile, .file = dir.Join("t.pid")};
   spec.expose = KindBit(NsKind::kUts);
-  auto handle = OpenTarget(spec, false);
+  auto handle = OpenTarget(spec);
   ASSERT_OK(handle);
   auto entries = (*handle)->Open(KindBit(NsKind::kUts));
   ASSERT_OK(entries);
   ExpectMatchesProcess(*entries, target->pid());
   dir.Write("bad.pid", "12ab\n");
   spec.file = dir.Join("bad.pid");
-  auto bad = OpenTarget(spec, false);
+  auto bad = OpenTarget(spec);
   ASSERT_FALSE(bad.has_value());
   EXPECT_EQ(bad.error().message, spec.file + " does not hold a pid");
 }
@@ -116,7 +102,7 @@ TEST(Targets, PidFileIsRead) {
 TEST(Targets, SelfIsHeld) {
   TargetSpec spec{.name = "self", .source = SourceType::kSelf};
   spec.expose = SourceKinds(spec) & ~kExposedWhenNamed;
-  auto handle = OpenTarget(spec, false);
+  auto handle = OpenTarget(spec);
   ASSERT_OK(handle);
   EXPECT_EQ((*handle)->watch_fd(), -1);
   auto entries = (*handle)->Open(spec.expose);
@@ -132,7 +118,7 @@ TEST(Targets, PathsAreVerified) {
   TargetSpec spec{.name = "p", .source = SourceType::kPaths};
   spec.paths = {{NsKind::kNet, target->NsPath("net")}, {NsKind::kUts, target->NsPath("uts")}};
   spec.expose = SourceKinds(spec);
-  auto handle = OpenTarget(spec, false);
+  auto handle = OpenTarget(spec);
   ASSERT_OK(handle);
   auto entries = (*handle)->Open(spec.expose);
   ASSERT_OK(entries);
@@ -140,13 +126,13 @@ TEST(Targets, PathsAreVerified) {
 
   spec.paths = {{NsKind::kUts, target->NsPath("net")}};
   spec.expose = SourceKinds(spec);
-  auto wrong = OpenTarget(spec, false);
+  auto wrong = OpenTarget(spec);
   ASSERT_FALSE(wrong.has_value());
   EXPECT_EQ(wrong.error().message, target->NsPath("net") + " is a net namespace, not uts");
 
   spec.paths = {{NsKind::kNet, "/etc/passwd"}};
   spec.expose = SourceKinds(spec);
-  auto not_ns = OpenTarget(spec, false);
+  auto not_ns = OpenTarget(spec);
   ASSERT_FALSE(not_ns.has_value());
   EXPECT_EQ(not_ns.error().message, "/etc/passwd is not a namespace file");
 }
@@ -154,7 +140,7 @@ TEST(Targets, PathsAreVerified) {
 TEST(Targets, MissingNetnsIsNotFound) {
   TargetSpec spec{.name = "n", .source = SourceType::kNetns, .file = "/run/netns/no-such-ns"};
   spec.expose = SourceKinds(spec);
-  auto handle = OpenTarget(spec, false);
+  auto handle = OpenTarget(spec);
   ASSERT_FALSE(handle.has_value());
   EXPECT_EQ(handle.error().code, ErrorCode::kNotFound);
   EXPECT_EQ(handle.error().message, "open /run/netns/no-such-ns: No such file or directory");
