@@ -64,9 +64,13 @@ Result<OpenerFiles> FindOpener() {
     return MakeError(opener.error().code, "the opener " + opener.error().message +
                                               " (nsbrokerd runs it for run_as; docs/PRIVSEP.md)");
   }
-  // Root runs it: whoever could write it would be root (trusted_file.h).
-  if (auto trusted = CheckTrustedFile(*opener, files.path); !trusted) {
-    return MakeError(ErrorCode::kPermissionDenied, "the opener " + trusted.error().message);
+  // Root runs it: whoever could write it, or replace it in one of its directories, would be
+  // root (trusted_file.h). An untrusted directory on the way fails however the file looks.
+  std::string opener_dir = files.path.substr(0, files.path.rfind('/'));
+  for (auto trusted : {CheckTrustedFile(*opener, files.path), CheckTrustedDirectory(opener_dir)}) {
+    if (!trusted) {
+      return MakeError(ErrorCode::kPermissionDenied, "the opener " + trusted.error().message);
+    }
   }
   files.opener = std::move(*opener);
   auto self = OpenSelfExecutable();

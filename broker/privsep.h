@@ -40,8 +40,9 @@ struct OpenerFiles {
 };
 // nsbroker-opener, found beside this executable (no PATH, no environment): the relative path
 // from sbin to libexec/nsbroker the build was configured with, which the build tree lays out
-// alike. It must be a regular file, root's, writable by neither group nor others; an error
-// naming the path otherwise.
+// alike. It must be a regular file, root's, writable by neither group nor others, in
+// directories from / down that are root's and writable by no one else (unless sticky); an
+// error naming the path otherwise.
 [[nodiscard]] Result<OpenerFiles> FindOpener();
 
 // Replaces this process with the opener (execve keeps the pid: MainPID, the unreaped server,

@@ -24,8 +24,8 @@ namespace nsbroker {
 [[nodiscard]] Result<UniqueFd> OpenTrusted(const std::string& path, int flags);
 
 // The checks of the file itself, on a descriptor already open (O_PATH will do): a regular
-// file, root's, writable by neither group nor others. For files whose directories are not
-// walked, such as the opener nsbrokerd execs from beside its own executable.
+// file, root's, writable by neither group nor others. For a file opened in a platform's own
+// way (the opener nsbrokerd execs), whose directory CheckTrustedDirectory walks.
 [[nodiscard]] Result<void> CheckTrustedFile(BorrowedFd fd, const std::string& path);
 
 // The same checks for a directory (e.g. the one the socket is bound in), which must exist.

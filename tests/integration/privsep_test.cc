@@ -222,7 +222,7 @@ TEST(Privsep, AMissingOpenerFailsStartUpNamingItsPath) {
   EXPECT_FALSE(r.err.contains("server pid")) << "forked before the check: " << r.err;
 }
 
-TEST(Privsep, AnOpenerRootDoesNotOwnOrOthersMayWriteIsRefused) {
+TEST(Privsep, AnOpenerRootDoesNotOwnOrOthersMayWriteOrReplaceIsRefused) {
   ASSERT_TRUE(RequireRoot());
   Layout layout;
   layout.InstallOpener();
@@ -237,6 +237,14 @@ TEST(Privsep, AnOpenerRootDoesNotOwnOrOthersMayWriteIsRefused) {
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_TRUE(
       r.err.contains("the opener " + layout.opener + " is writable by group or others (mode 775)"))
+      << r.err;
+  // A trusted file in a directory others may write is not: they could replace it.
+  ASSERT_EQ(chmod(layout.opener.c_str(), 0755), 0);
+  std::string dir = std::filesystem::path(layout.opener).parent_path();
+  ASSERT_EQ(chmod(dir.c_str(), 0777), 0);
+  r = layout.Start();
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(r.err.contains("the opener " + dir + " is writable by group or others (mode 777)"))
       << r.err;
 }
 
